@@ -1,0 +1,1 @@
+"""modeldepot: keeps generative models available."""
