@@ -1,0 +1,81 @@
+"""The HTTP and WebSocket shell: ``create_app(settings)`` builds the whole service.
+
+Routes are thin: they take typed dependencies from ``modeldepot.api.deps`` and call one
+service method. The seed's API lives under ``/api/v1``; ``/healthz``, ``/metrics`` and
+``/openapi.json`` at the root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CollectorRegistry
+
+from modeldepot import __version__
+from modeldepot.api.envelope import RequestIdMiddleware, install_error_handlers
+from modeldepot.api.metrics import HttpMetrics, MetricsMiddleware, ModelStatusCollector
+from modeldepot.api.routes import config, status, storage, system
+from modeldepot.catalog.schemas import CatalogEntry
+from modeldepot.config.schemas import ConfigUpdate
+from modeldepot.services import open_services
+from modeldepot.settings import Settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    extra_entries: Iterable[CatalogEntry] = (),
+    background: bool = True,
+) -> FastAPI:
+    """Build the FastAPI app; its lifespan opens (and closes) every service."""
+    registry = CollectorRegistry()
+    entries = tuple(extra_entries)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_services(
+            settings, extra_entries=entries, background=background
+        ) as services:
+            services.metrics_registry = registry
+            collector = ModelStatusCollector(services)
+            registry.register(collector)
+            app.state.services = services
+            try:
+                yield
+            finally:
+                registry.unregister(collector)
+
+    app = FastAPI(
+        title="modeldepot",
+        version=__version__,
+        summary="Keeps generative video and image models available",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(RequestIdMiddleware)
+    for router in (status.router, storage.router, config.router):
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(system.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    update_schema = ConfigUpdate.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(update_schema.pop("$defs", {}))
+    components["ConfigUpdate"] = update_schema
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,17 @@
+"""``/models/storage``: what the models directory holds and the room left."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from modeldepot.api.deps import StorageDep
+from modeldepot.api.envelope import ERROR_RESPONSES
+from modeldepot.store.schemas import StorageResponse
+
+router = APIRouter(prefix="/models", tags=["storage"], responses=ERROR_RESPONSES)
+
+
+@router.get("/storage", response_model=StorageResponse)
+async def storage(service: StorageDep) -> StorageResponse:
+    """Capacity, per-model sizes, unmanaged repositories and cleanup suggestions."""
+    return await service.report()

@@ -1,0 +1,148 @@
+"""The one exception tree of modeldepot, each class with a stable ``code`` and HTTP ``status``.
+
+::
+
+    DepotError (500 INTERNAL_ERROR)
+    ├── NotFound (404 NOT_FOUND)
+    │   ├── ModelNotFound (404 MODEL_NOT_FOUND)
+    │   ├── DownloadNotFound (404 DOWNLOAD_NOT_FOUND)
+    │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
+    ├── Conflict (409 CONFLICT)
+    │   └── DownloadInProgress (409 DOWNLOAD_IN_PROGRESS)
+    ├── InvalidInput (422 VALIDATION_ERROR)
+    │   ├── InvalidModelId (422 INVALID_MODEL_ID)
+    │   └── UnsafePath (422 UNSAFE_PATH)
+    ├── ConfigError (500 CONFIG_ERROR)          start-up configuration is unusable
+    │   └── CatalogError (500 CATALOG_ERROR)    a catalogue file is malformed
+    ├── IntegrityError (422 INTEGRITY_ERROR)
+    │   └── ChecksumMismatch (422 CHECKSUM_MISMATCH)
+    ├── StorageError (500 STORAGE_ERROR)
+    │   └── InsufficientStorage (507 INSUFFICIENT_STORAGE)
+    └── UpstreamError (502 UPSTREAM_ERROR)
+        ├── UpstreamUnavailable (503 UPSTREAM_UNAVAILABLE)
+        ├── UpstreamTimeout (504 UPSTREAM_TIMEOUT)
+        ├── UpstreamNotFound (502 UPSTREAM_NOT_FOUND)
+        ├── UpstreamUnauthorized (502 UPSTREAM_UNAUTHORIZED)
+        └── UpstreamRateLimited (503 UPSTREAM_RATE_LIMITED)
+
+The API renders every one of them through a single handler into the seed's envelope
+``{"error": {code, message, details, timestamp, request_id}}``; the CLI maps the same tree
+through one table of exit codes. Foreign exceptions (httpx, OSError, SQLAlchemy,
+huggingface_hub) are translated once, in the module that calls the foreign code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DepotError(Exception):
+    """Base of every error modeldepot raises on purpose."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class NotFound(DepotError):
+    code = "NOT_FOUND"
+    status = 404
+
+
+class ModelNotFound(NotFound):
+    code = "MODEL_NOT_FOUND"
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(
+            f"Model '{model_id}' is not in the catalogue", details={"model_id": model_id}
+        )
+
+
+class DownloadNotFound(NotFound):
+    code = "DOWNLOAD_NOT_FOUND"
+
+
+class RouteNotFound(NotFound):
+    code = "ROUTE_NOT_FOUND"
+
+
+class Conflict(DepotError):
+    code = "CONFLICT"
+    status = 409
+
+
+class DownloadInProgress(Conflict):
+    code = "DOWNLOAD_IN_PROGRESS"
+
+
+class InvalidInput(DepotError):
+    code = "VALIDATION_ERROR"
+    status = 422
+
+
+class InvalidModelId(InvalidInput):
+    code = "INVALID_MODEL_ID"
+
+
+class UnsafePath(InvalidInput):
+    """A path component that would leave its root (``..``, absolute, UNC, NUL, ...)."""
+
+    code = "UNSAFE_PATH"
+
+
+class ConfigError(DepotError):
+    code = "CONFIG_ERROR"
+
+
+class CatalogError(ConfigError):
+    code = "CATALOG_ERROR"
+
+
+class IntegrityError(DepotError):
+    code = "INTEGRITY_ERROR"
+    status = 422
+
+
+class ChecksumMismatch(IntegrityError):
+    code = "CHECKSUM_MISMATCH"
+
+
+class StorageError(DepotError):
+    code = "STORAGE_ERROR"
+
+
+class InsufficientStorage(StorageError):
+    code = "INSUFFICIENT_STORAGE"
+    status = 507
+
+
+class UpstreamError(DepotError):
+    code = "UPSTREAM_ERROR"
+    status = 502
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "UPSTREAM_UNAVAILABLE"
+    status = 503
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "UPSTREAM_TIMEOUT"
+    status = 504
+
+
+class UpstreamNotFound(UpstreamError):
+    code = "UPSTREAM_NOT_FOUND"
+
+
+class UpstreamUnauthorized(UpstreamError):
+    code = "UPSTREAM_UNAUTHORIZED"
+
+
+class UpstreamRateLimited(UpstreamError):
+    code = "UPSTREAM_RATE_LIMITED"
+    status = 503

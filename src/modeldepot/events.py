@@ -1,0 +1,118 @@
+"""Typed events and the in-process bus that carries them to subscribers (e.g. WebSockets).
+
+Every event has a ``type`` (the seed's WebSocket message type) and a timestamp; concrete
+events are built from domain objects by their ``build`` class methods. Services publish;
+subscribers read from a bounded per-subscriber buffer, so a slow subscriber never slows a
+publisher or another subscriber: when its buffer is full the oldest *droppable* event
+(progress) is dropped; state changes are never dropped, and a subscriber that lets
+``hard_limit`` of them pile up is closed as too slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Base of all events: a message type and when it happened."""
+
+    model_config = ConfigDict(frozen=True)
+
+    droppable: ClassVar[bool] = False
+    type: str
+    timestamp: datetime = Field(default_factory=utcnow)
+
+
+class ModelAvailabilityChange(Event):
+    """A model's ``availability_status`` changed (seed message ``model_availability_change``)."""
+
+    type: Literal["model_availability_change"] = "model_availability_change"
+    model_id: str
+    old_status: str | None
+    new_status: str
+
+
+class Subscription:
+    """One subscriber's bounded buffer; iterate it to receive events."""
+
+    def __init__(self, *, bus: EventBus, buffer: int, hard_limit: int) -> None:
+        self._bus = bus
+        self._events: collections.deque[Event] = collections.deque()
+        self._buffer = buffer
+        self._hard_limit = hard_limit
+        self._wakeup = asyncio.Event()
+        self.closed = False
+        self.dropped = 0
+
+    def offer(self, event: Event) -> None:
+        if self.closed:
+            return
+        self._events.append(event)
+        overfull = len(self._events) > self._buffer and not self._drop_oldest_droppable()
+        if overfull and len(self._events) > self._hard_limit:
+            self.close()
+        self._wakeup.set()
+
+    def _drop_oldest_droppable(self) -> bool:
+        for index, queued in enumerate(self._events):
+            if queued.droppable:
+                del self._events[index]
+                self.dropped += 1
+                return True
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+        self._bus.unsubscribe(self)
+
+    async def get(self) -> Event | None:
+        """The next event, or None once the subscription is closed and drained."""
+        while not self._events:
+            if self.closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._events.popleft()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while (event := await self.get()) is not None:
+            yield event
+
+
+class EventBus:
+    """Fan-out of events to every subscription; publishing never blocks."""
+
+    def __init__(self, *, buffer: int = 256, hard_limit: int = 4096) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._buffer = buffer
+        self._hard_limit = hard_limit
+
+    def subscribe(self) -> Subscription:
+        subscription = Subscription(bus=self, buffer=self._buffer, hard_limit=self._hard_limit)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscriptions.discard(subscription)
+
+    def publish(self, event: Event) -> None:
+        for subscription in list(self._subscriptions):
+            subscription.offer(event)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)

@@ -1,0 +1,125 @@
+"""Validated identifiers: model ids, hub repo ids, revisions, digests and relative file paths.
+
+Everything that later becomes part of a filesystem path passes through here first, so a
+hostile value is refused before any path is built (RELIABILITY.md items 1-3: ``../`` ids,
+absolute or UNC ``rfilename`` values, digests that are not exactly hex).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from modeldepot.errors import InvalidModelId, UnsafePath
+
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)
+# The hub's own rule: one or two segments of [\w.-], no "--" and no ".." (huggingface_hub's
+# validate_repo_id); we are stricter on characters so a repo id is always a safe path part.
+_REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_GIT_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+DIGEST_ALGORITHMS = ("sha256", "gitsha1")
+
+
+def validate_model_id(value: str) -> str:
+    """Return ``value`` if it is a valid model id.
+
+    Raises:
+        InvalidModelId: the id breaks ``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``.
+    """
+    if not isinstance(value, str) or _MODEL_ID_RE.fullmatch(value) is None:
+        raise InvalidModelId(
+            "Model ids are 1-128 characters of letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit",
+            details={"model_id": value if isinstance(value, str) else repr(value)},
+        )
+    return value
+
+
+def _model_id_for_pydantic(value: str) -> str:
+    try:
+        return validate_model_id(value)
+    except InvalidModelId as exc:
+        raise ValueError(exc.message) from exc
+
+
+ModelId = Annotated[str, AfterValidator(_model_id_for_pydantic)]
+
+
+def validate_repo_id(value: str) -> str:
+    """Return a hub repo id (``org/name`` or ``name``) if every part is a safe name.
+
+    Raises:
+        UnsafePath: a part is empty, contains ``--`` or ``..``, or other characters.
+    """
+    parts = value.split("/")
+    if len(parts) > 2 or not all(_REPO_PART_RE.fullmatch(p) for p in parts):
+        raise UnsafePath(f"'{value}' is not a valid hub repository id", details={"repo": value})
+    if any("--" in p or ".." in p or p.endswith(".") for p in parts):
+        raise UnsafePath(f"'{value}' is not a valid hub repository id", details={"repo": value})
+    return value
+
+
+def validate_revision(value: str) -> str:
+    """Return a branch, tag or commit name that is safe as a ``refs/`` path.
+
+    Raises:
+        UnsafePath: the revision contains ``..``, starts with ``/`` or has other characters.
+    """
+    if _REVISION_RE.fullmatch(value) is None or ".." in value or "//" in value:
+        raise UnsafePath(f"'{value}' is not a valid revision", details={"revision": value})
+    return value
+
+
+def is_commit_hash(value: str) -> bool:
+    return _GIT_SHA1_RE.fullmatch(value) is not None
+
+
+def validate_relative_path(value: str) -> str:
+    """Return a repository-relative POSIX file path that cannot escape its root.
+
+    Raises:
+        UnsafePath: the path is empty, absolute, a Windows/UNC path, has a NUL, a
+            backslash, a drive letter, or a ``.``/``..`` component.
+    """
+    bad = (
+        not value
+        or "\x00" in value
+        or "\\" in value
+        or value.startswith("/")
+        or (len(value) > 1 and value[1] == ":")
+        or len(value) > 1024
+    )
+    parts = value.split("/")
+    if bad or any(p in ("", ".", "..") for p in parts):
+        raise UnsafePath(f"Unsafe file path '{value}'", details={"path": value})
+    return value
+
+
+def parse_digest(value: str) -> tuple[str, str]:
+    """Split an ``algorithm:hex`` digest and check the hex is exactly right for it.
+
+    Raises:
+        UnsafePath: unknown algorithm or hex of the wrong length or alphabet (never used
+            to build a path).
+    """
+    algorithm, _, hexdigest = value.partition(":")
+    pattern = {"sha256": _SHA256_RE, "gitsha1": _GIT_SHA1_RE}.get(algorithm)
+    if pattern is None or pattern.fullmatch(hexdigest) is None:
+        raise UnsafePath(f"Malformed digest '{value}'", details={"digest": value})
+    return algorithm, hexdigest
+
+
+def make_digest(algorithm: str, hexdigest: str) -> str:
+    """Build a checked ``algorithm:hex`` digest from its parts.
+
+    Raises:
+        UnsafePath: see :func:`parse_digest`.
+    """
+    digest = f"{algorithm}:{hexdigest.lower()}"
+    parse_digest(digest)
+    return digest

@@ -1,0 +1,13 @@
+"""Alembic environment: migrations run on the connection modeldepot hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from modeldepot.catalog import models as _catalog_models  # noqa: F401 - registers tables
+from modeldepot.db import Base
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

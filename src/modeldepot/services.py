@@ -1,0 +1,201 @@
+"""The composition root: builds every service from ``Settings`` and runs their background work.
+
+``open_services`` is the one place that wires the graph; the HTTP app (its lifespan), the
+CLI and the tests all enter it. Nothing here is global: leaving the context stops the
+background tasks, closes the HTTP client and disposes of the database engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from modeldepot.availability.service import AvailabilityService
+from modeldepot.catalog.builtin import BUILTIN_CATALOG
+from modeldepot.catalog.loader import load_catalog_file, merge_catalogs
+from modeldepot.catalog.resolver import SourceResolver
+from modeldepot.catalog.schemas import CatalogEntry
+from modeldepot.catalog.service import CatalogService
+from modeldepot.config.service import ConfigService
+from modeldepot.db import open_database
+from modeldepot.errors import ConfigError
+from modeldepot.events import EventBus
+from modeldepot.settings import Settings
+from modeldepot.store.service import StorageService
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a route, a CLI command or a test needs, built once per process."""
+
+    settings: Settings
+    config: ConfigService
+    catalog: CatalogService
+    availability: AvailabilityService
+    storage: StorageService
+    bus: EventBus
+    http: httpx.AsyncClient
+    sessions: async_sessionmaker[AsyncSession]
+    models_dir: Path
+    models_dir_writable: bool
+    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def load_entries(settings: Settings, extra: Iterable[CatalogEntry] = ()) -> dict[str, CatalogEntry]:
+    """Built-in catalogue, then the catalogue file, then ``extra`` (e.g. demo models).
+
+    Raises:
+        CatalogError: the catalogue file is malformed (message names file, entry, problem).
+    """
+    layers: list[Iterable[CatalogEntry]] = [BUILTIN_CATALOG]
+    if settings.catalog is not None:
+        layers.append(load_catalog_file(settings.catalog))
+    layers.append(extra)
+    return merge_catalogs(*layers)
+
+
+def prepare_models_dir(path: Path) -> bool:
+    """Create the models directory if needed; return whether we may write to it.
+
+    Raises:
+        ConfigError: it exists and is not a directory, or cannot be created.
+    """
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"Models directory {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"Models directory {path} cannot be created: {exc.strerror}") from exc
+    writable = os.access(path, os.W_OK | os.X_OK)
+    if not writable:
+        logger.warning("Models directory %s is read-only: status works, downloads will fail", path)
+    return writable
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    extra_entries: Iterable[CatalogEntry] = (),
+    background: bool = True,
+) -> AsyncIterator[Services]:
+    """Build the service graph; with ``background`` also start the periodic work.
+
+    Raises:
+        ConfigError, CatalogError, StorageError: the configuration cannot be used.
+    """
+    entries = load_entries(settings, extra_entries)
+    config = ConfigService(settings)
+    models_dir = config.models_dir
+    writable = prepare_models_dir(models_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    http = httpx.AsyncClient(
+        headers={"Accept-Encoding": "identity", "User-Agent": "modeldepot"},
+        timeout=httpx.Timeout(settings.hub_timeout_seconds),
+        follow_redirects=False,
+    )
+    try:
+        async with open_database(
+            settings.resolved_database_url, schema=settings.database_schema
+        ) as sessions:
+            services = await _build(settings, config, entries, http, sessions, models_dir)
+            services.models_dir_writable = writable
+            if background:
+                _start_background(services)
+            try:
+                yield services
+            finally:
+                await _stop_background(services)
+    finally:
+        await http.aclose()
+
+
+async def _build(
+    settings: Settings,
+    config: ConfigService,
+    entries: dict[str, CatalogEntry],
+    http: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+    models_dir: Path,
+) -> Services:
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    resolver = SourceResolver(
+        endpoint=settings.hf_endpoint,
+        token=token,
+        timeout=settings.hub_timeout_seconds,
+        http=http,
+        offline=settings.offline,
+    )
+    catalog = CatalogService(
+        entries=entries,
+        resolver=resolver,
+        sessions=sessions,
+        concurrency=settings.hub_resolve_concurrency,
+    )
+    await catalog.load()
+    bus = EventBus()
+    availability = AvailabilityService(
+        catalog=catalog, models_dir=models_dir, bus=bus, cache_ttl=settings.status_cache_ttl_seconds
+    )
+    storage = StorageService(
+        models_dir=models_dir, entries=catalog.entries, config=lambda: config.current
+    )
+    return Services(
+        settings=settings,
+        config=config,
+        catalog=catalog,
+        availability=availability,
+        storage=storage,
+        bus=bus,
+        http=http,
+        sessions=sessions,
+        models_dir=models_dir,
+        models_dir_writable=True,
+    )
+
+
+def _start_background(services: Services) -> None:
+    settings = services.settings
+    loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        (
+            "catalog-refresh",
+            lambda: services.catalog.run_refresh_loop(settings.hub_refresh_interval_minutes * 60),
+        ),
+        (
+            "availability-watch",
+            lambda: services.availability.run_watch_loop(settings.status_scan_interval_seconds),
+        ),
+    ]
+    for name, loop in loops:
+        services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))
+
+
+async def _supervised(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run a background loop; if it crashes, log it and start it again after a pause."""
+    while True:
+        try:
+            await loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Background task %s crashed; restarting in 5 s", name)
+            await asyncio.sleep(5)
+
+
+async def _stop_background(services: Services) -> None:
+    for task in services.tasks:
+        task.cancel()
+    await asyncio.gather(*services.tasks, return_exceptions=True)
+    services.tasks.clear()

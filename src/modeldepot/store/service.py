@@ -1,0 +1,142 @@
+"""Storage reporting: what the models directory holds and how much room is left.
+
+All figures come from the file system at request time (``statvfs`` and the repositories'
+blob sizes), read in a worker thread. Cleanup suggestions are filled by the cleanup
+capability; until it exists they are honestly empty.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+
+from modeldepot.catalog.schemas import CatalogEntry
+from modeldepot.config.schemas import ConfigPublic
+from modeldepot.store.layout import repo_folder_name
+from modeldepot.store.scan import RepoOnDisk, list_repos
+from modeldepot.store.schemas import (
+    CleanupSuggestions,
+    ModelStorage,
+    StorageResponse,
+    StorageSummary,
+    UnmanagedRepository,
+)
+
+GB = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class DiskSpace:
+    total: int
+    free: int
+
+
+def disk_space(path: Path) -> DiskSpace:
+    """Space on the file system holding ``path`` (its nearest existing ancestor)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    return DiskSpace(total=usage.total, free=usage.free)
+
+
+def storage_tier(last_used: datetime | None, now: datetime) -> str:
+    if last_used is None:
+        return "cold"
+    age = now - last_used
+    if age <= timedelta(days=7):
+        return "hot"
+    return "warm" if age <= timedelta(days=30) else "cold"
+
+
+class StorageService:
+    def __init__(
+        self,
+        *,
+        models_dir: Path,
+        entries: Mapping[str, CatalogEntry],
+        config: Callable[[], ConfigPublic],
+    ) -> None:
+        self._models_dir = models_dir
+        self._entries = entries
+        self._config = config
+
+    async def report(self) -> StorageResponse:
+        repos, space = await anyio.to_thread.run_sync(self._scan)
+        return self._build(repos, space, self._config())
+
+    def _scan(self) -> tuple[list[RepoOnDisk], DiskSpace]:
+        return list_repos(self._models_dir), disk_space(self._models_dir)
+
+    def _build(
+        self, repos: list[RepoOnDisk], space: DiskSpace, config: ConfigPublic
+    ) -> StorageResponse:
+        by_folder = {repo.folder: repo for repo in repos}
+        now = datetime.now(UTC)
+        managed_folders: set[str] = set()
+        models: list[ModelStorage] = []
+        for entry in sorted(self._entries.values(), key=lambda e: e.id):
+            folder = repo_folder_name(entry.repo_id)
+            managed_folders.add(folder)
+            repo = by_folder.get(folder)
+            if repo is None or repo.size_on_disk == 0:
+                continue
+            models.append(
+                ModelStorage(
+                    model_id=entry.id,
+                    size_gb=round(repo.size_on_disk / GB, 6),
+                    last_accessed=None,
+                    usage_frequency=0.0,
+                    storage_tier=storage_tier(None, now),
+                    repo_id=entry.repo_id,
+                    commits=list(repo.commits),
+                )
+            )
+        unmanaged = [_unmanaged(repo) for repo in repos if repo.folder not in managed_folders]
+        used = sum(repo.size_on_disk for repo in repos)
+        return StorageResponse(
+            storage_summary=_summary(used, space, config, len(models), self._models_dir),
+            models_storage=models,
+            cleanup_suggestions=CleanupSuggestions(
+                potential_savings_gb=0.0, safe_to_remove_count=0, candidates=[]
+            ),
+            unmanaged_repositories=unmanaged,
+        )
+
+
+def _summary(
+    used: int, space: DiskSpace, config: ConfigPublic, count: int, models_dir: Path
+) -> StorageSummary:
+    quota = int(config.storage.max_storage_gb * GB)
+    reserve = int(config.storage.min_free_space_gb * GB)
+    capacity = quota if quota > 0 else used + space.free
+    available = max(0, min(capacity - used, space.free))
+    return StorageSummary(
+        total_capacity_gb=round(capacity / GB, 3),
+        used_space_gb=round(used / GB, 3),
+        available_space_gb=round(available / GB, 3),
+        usage_percent=round(100 * used / capacity, 2) if capacity else 0.0,
+        models_count=count,
+        disk_total_gb=round(space.total / GB, 3),
+        disk_free_gb=round(space.free / GB, 3),
+        quota_gb=config.storage.max_storage_gb or None,
+        reserve_gb=round(reserve / GB, 3),
+        models_directory=os.fspath(models_dir),
+    )
+
+
+def _unmanaged(repo: RepoOnDisk) -> UnmanagedRepository:
+    return UnmanagedRepository(
+        repo_id=repo.repo_id,
+        repo_type=repo.repo_type,
+        size_gb=round(repo.size_on_disk / GB, 6),
+        refs=repo.refs,
+        commits=list(repo.commits),
+        last_modified=repo.last_modified,
+    )
