@@ -53,13 +53,15 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def load_entries(settings: Settings, extra: Iterable[CatalogEntry] = ()) -> dict[str, CatalogEntry]:
+def load_entries(
+    settings: Settings, extra: Iterable[CatalogEntry] = (), *, include_builtin: bool = True
+) -> dict[str, CatalogEntry]:
     """Built-in catalogue, then the catalogue file, then ``extra`` (e.g. demo models).
 
     Raises:
         CatalogError: the catalogue file is malformed (message names file, entry, problem).
     """
-    layers: list[Iterable[CatalogEntry]] = [BUILTIN_CATALOG]
+    layers: list[Iterable[CatalogEntry]] = [BUILTIN_CATALOG] if include_builtin else []
     if settings.catalog is not None:
         layers.append(load_catalog_file(settings.catalog))
     layers.append(extra)
@@ -89,6 +91,7 @@ async def open_services(
     settings: Settings,
     *,
     extra_entries: Iterable[CatalogEntry] = (),
+    include_builtin: bool = True,
     background: bool = True,
 ) -> AsyncIterator[Services]:
     """Build the service graph; with ``background`` also start the periodic work.
@@ -96,7 +99,7 @@ async def open_services(
     Raises:
         ConfigError, CatalogError, StorageError: the configuration cannot be used.
     """
-    entries = load_entries(settings, extra_entries)
+    entries = load_entries(settings, extra_entries, include_builtin=include_builtin)
     config = ConfigService(settings)
     models_dir = config.models_dir
     writable = prepare_models_dir(models_dir)

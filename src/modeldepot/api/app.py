@@ -24,13 +24,12 @@ from modeldepot.config.schemas import ConfigUpdate
 from modeldepot.services import open_services
 from modeldepot.settings import Settings
 
-API_PREFIX = "/api/v1"
-
 
 def create_app(
     settings: Settings,
     *,
     extra_entries: Iterable[CatalogEntry] = (),
+    include_builtin: bool = True,
     background: bool = True,
 ) -> FastAPI:
     """Build the FastAPI app; its lifespan opens (and closes) every service."""
@@ -40,7 +39,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(
-            settings, extra_entries=entries, background=background
+            settings, extra_entries=entries, include_builtin=include_builtin, background=background
         ) as services:
             services.metrics_registry = registry
             collector = ModelStatusCollector(services)
@@ -60,9 +59,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(RequestIdMiddleware)
-    for router in (status.router, storage.router, config.router):
-        app.include_router(router, prefix=API_PREFIX)
-    app.include_router(system.router)
+    for router in (status.router, storage.router, config.router, system.router):
+        app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

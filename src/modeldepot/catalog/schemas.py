@@ -76,7 +76,10 @@ class CatalogEntry(BaseModel):
     @field_validator("revision")
     @classmethod
     def _check_revision(cls, value: str) -> str:
-        return validate_revision(value)
+        try:
+            return validate_revision(value)
+        except UnsafePath as exc:
+            raise ValueError(exc.message) from exc
 
     @field_validator("resolutions")
     @classmethod

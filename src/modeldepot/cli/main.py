@@ -81,17 +81,21 @@ def serve(
 
         with demo_environment(settings) as env:
             console.print(f"Demo hub at {env.hub_endpoint}; demo data in {env.settings.data_dir}")
-            _run(env.settings, entries=env.entries, log_level=log_level)
+            # The demo catalogue is the demo models only: the real ones need the real hub.
+            _run(env.settings, entries=env.entries, builtin=False, log_level=log_level)
         return
-    _run(settings, entries=(), log_level=log_level)
+    _run(settings, entries=(), builtin=True, log_level=log_level)
 
 
-def _run(settings: Settings, *, entries: tuple[CatalogEntry, ...], log_level: str) -> None:
+def _run(
+    settings: Settings, *, entries: tuple[CatalogEntry, ...], builtin: bool, log_level: str
+) -> None:
     try:
-        load_entries(settings, entries)  # fail fast on a bad catalogue, before binding
+        # Fail fast on a bad catalogue, before binding the port.
+        load_entries(settings, entries, include_builtin=builtin)
     except DepotError as exc:
         raise _fail(exc) from exc
-    application = create_app(settings, extra_entries=entries)
+    application = create_app(settings, extra_entries=entries, include_builtin=builtin)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level)
 
 

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Body
 
 from modeldepot.api.deps import ConfigDep
 from modeldepot.api.envelope import ERROR_RESPONSES
+from modeldepot.api.routes import API_PREFIX
 from modeldepot.config.schemas import ConfigPublic, ConfigUpdateResult
 
-router = APIRouter(prefix="/config", tags=["config"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=ERROR_RESPONSES)
 
 
 @router.get("/current", response_model=ConfigPublic)

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Path, Query
 
 from modeldepot.api.deps import AvailabilityDep, CatalogDep
 from modeldepot.api.envelope import ERROR_RESPONSES
+from modeldepot.api.routes import API_PREFIX
 from modeldepot.availability.schemas import DetailedStatusResponse, ModelStatus
 
-router = APIRouter(prefix="/models/status", tags=["status"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/models/status", tags=["status"], responses=ERROR_RESPONSES)
 
 
 @router.get("/detailed", response_model=DetailedStatusResponse)

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from modeldepot.api.deps import StorageDep
 from modeldepot.api.envelope import ERROR_RESPONSES
+from modeldepot.api.routes import API_PREFIX
 from modeldepot.store.schemas import StorageResponse
 
-router = APIRouter(prefix="/models", tags=["storage"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/models", tags=["storage"], responses=ERROR_RESPONSES)
 
 
 @router.get("/storage", response_model=StorageResponse)
