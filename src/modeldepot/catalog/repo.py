@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modeldepot.catalog.manifest import Manifest, ManifestFile, ManifestSource
@@ -24,12 +25,12 @@ class StoredManifest:
 
 
 async def save_manifest(session: AsyncSession, manifest: Manifest) -> int:
-    """Store ``manifest`` unless the same repository commit is stored already; return its id."""
-    existing = await session.scalar(
-        select(ManifestRow).where(
-            ManifestRow.repo_id == manifest.repo_id, ManifestRow.commit_hash == manifest.commit
-        )
-    )
+    """Store ``manifest`` unless the same repository commit is stored already; return its id.
+
+    Models sharing a repository (or replicas sharing a database) may store the same commit
+    at the same moment: the loser of the unique constraint reads the winner's row.
+    """
+    existing = await _find_row(session, manifest.repo_id, manifest.commit)
     if existing is not None and manifest.source != "url":
         return existing.id
     if existing is not None:
@@ -43,9 +44,21 @@ async def save_manifest(session: AsyncSession, manifest: Manifest) -> int:
         resolved_at=manifest.resolved_at,
         files=[ManifestFileRow(path=f.path, size=f.size, digest=f.digest) for f in manifest.files],
     )
-    session.add(row)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        winner = await _find_row(session, manifest.repo_id, manifest.commit)
+        if winner is None:
+            raise
+        return winner.id
     return row.id
+
+
+async def _find_row(session: AsyncSession, repo_id: str, commit: str) -> ManifestRow | None:
+    return await session.scalar(
+        select(ManifestRow).where(ManifestRow.repo_id == repo_id, ManifestRow.commit_hash == commit)
+    )
 
 
 async def load_manifest(session: AsyncSession, manifest_id: int) -> StoredManifest | None:
@@ -54,9 +67,7 @@ async def load_manifest(session: AsyncSession, manifest_id: int) -> StoredManife
 
 
 async def find_manifest(session: AsyncSession, repo_id: str, commit: str) -> StoredManifest | None:
-    row = await session.scalar(
-        select(ManifestRow).where(ManifestRow.repo_id == repo_id, ManifestRow.commit_hash == commit)
-    )
+    row = await _find_row(session, repo_id, commit)
     return None if row is None else _to_stored(row)
 
 

@@ -159,11 +159,12 @@ class CatalogService:
                 await self._persist(entry, state, manifest=None)
             else:
                 state = ManifestState(
-                    manifest=_model_view(entry, _stored(manifest)),
-                    last_attempt_at=attempt,
-                    last_success_at=attempt,
+                    manifest=None, last_attempt_at=attempt, last_success_at=attempt
                 )
-                await self._persist(entry, state, manifest=manifest)
+                stored = await self._persist(entry, state, manifest=manifest)
+                state = replace(
+                    state, manifest=None if stored is None else _model_view(entry, stored)
+                )
         changed = self._states[model_id].manifest != state.manifest
         self._states[model_id] = state
         if changed:
@@ -173,7 +174,8 @@ class CatalogService:
 
     async def _persist(
         self, entry: CatalogEntry, state: ManifestState, *, manifest: Manifest | None
-    ) -> None:
+    ) -> StoredManifest | None:
+        """Record the attempt; return the manifest exactly as stored (shared with others)."""
         async with self._sessions() as session, session.begin():
             existing = await repo.get_source_state(session, entry.id)
             manifest_id = existing.latest_manifest_id if existing else None
@@ -196,16 +198,9 @@ class CatalogService:
                     last_error=state.error,
                 ),
             )
-
-
-def _stored(manifest: Manifest) -> StoredManifest:
-    return StoredManifest(
-        source=manifest.source,
-        repo_id=manifest.repo_id,
-        commit=manifest.commit,
-        files=manifest.files,
-        resolved_at=manifest.resolved_at,
-    )
+            if manifest is None or manifest_id is None:
+                return None
+            return await repo.load_manifest(session, manifest_id)
 
 
 def _model_view(entry: CatalogEntry, stored: StoredManifest) -> Manifest:
