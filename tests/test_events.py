@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from modeldepot.events import Event, EventBus, ModelAvailabilityChange
 
 
 class Progress(Event):
-    droppable: ClassVar[bool] = True
     type: Literal["progress"] = "progress"
     n: int
+
+    def is_droppable(self) -> bool:
+        return True
 
 
 def change(n: int) -> ModelAvailabilityChange:

@@ -17,13 +17,20 @@
     ├── IntegrityError (422 INTEGRITY_ERROR)
     │   └── ChecksumMismatch (422 CHECKSUM_MISMATCH)
     ├── StorageError (500 STORAGE_ERROR)
-    │   └── InsufficientStorage (507 INSUFFICIENT_STORAGE)
+    │   ├── InsufficientStorage (507 INSUFFICIENT_STORAGE)
+    │   └── DiskFull (507 DISK_FULL)            ENOSPC while writing
+    ├── UnsafeSource (422 UNSAFE_SOURCE)        SSRF policy refused a URL or redirect
     └── UpstreamError (502 UPSTREAM_ERROR)
         ├── UpstreamUnavailable (503 UPSTREAM_UNAVAILABLE)
         ├── UpstreamTimeout (504 UPSTREAM_TIMEOUT)
         ├── UpstreamNotFound (502 UPSTREAM_NOT_FOUND)
         ├── UpstreamUnauthorized (502 UPSTREAM_UNAUTHORIZED)
-        └── UpstreamRateLimited (503 UPSTREAM_RATE_LIMITED)
+        ├── UpstreamRateLimited (503 UPSTREAM_RATE_LIMITED)
+        ├── UpstreamProtocolError (502 UPSTREAM_PROTOCOL_ERROR)   wrong ranges, sizes, loops
+        └── TransferInterrupted (503 TRANSFER_INTERRUPTED)       cut body, stall, reset
+
+``UpstreamError`` carries ``retry_after`` (seconds) when the server said when to come
+back; whether an error is worth retrying is ``is_transient`` (see downloads/retry.py).
 
 The API renders every one of them through a single handler into the seed's envelope
 ``{"error": {code, message, details, timestamp, request_id}}``; the CLI maps the same tree
@@ -120,9 +127,29 @@ class InsufficientStorage(StorageError):
     status = 507
 
 
+class DiskFull(StorageError):
+    code = "DISK_FULL"
+    status = 507
+
+
+class UnsafeSource(DepotError):
+    code = "UNSAFE_SOURCE"
+    status = 422
+
+
 class UpstreamError(DepotError):
     code = "UPSTREAM_ERROR"
     status = 502
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -145,4 +172,13 @@ class UpstreamUnauthorized(UpstreamError):
 
 class UpstreamRateLimited(UpstreamError):
     code = "UPSTREAM_RATE_LIMITED"
+    status = 503
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "UPSTREAM_PROTOCOL_ERROR"
+
+
+class TransferInterrupted(UpstreamError):
+    code = "TRANSFER_INTERRUPTED"
     status = 503

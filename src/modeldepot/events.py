@@ -14,9 +14,12 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from modeldepot.downloads.jobs import Job
 
 
 def utcnow() -> datetime:
@@ -28,9 +31,12 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    droppable: ClassVar[bool] = False
     type: str
     timestamp: datetime = Field(default_factory=utcnow)
+
+    def is_droppable(self) -> bool:
+        """May a slow subscriber lose this event when a newer one of its kind follows?"""
+        return False
 
 
 class ModelAvailabilityChange(Event):
@@ -40,6 +46,49 @@ class ModelAvailabilityChange(Event):
     model_id: str
     old_status: str | None
     new_status: str
+
+
+class DownloadProgress(Event):
+    """A download's progress (seed message ``model_download_progress``).
+
+    Sent at most ``PROGRESS_HZ`` times a second per model while bytes flow, and always
+    for a state change (``final``); only non-final ones may be dropped for slow clients.
+    """
+
+    type: Literal["model_download_progress"] = "model_download_progress"
+    model_id: str
+    progress_percent: float
+    speed_mbps: float
+    eta_seconds: int | None
+    status: str
+    download_id: str
+    downloaded_mb: float
+    total_mb: float
+    retry_count: int
+    error_message: str | None
+    final: bool = False
+
+    def is_droppable(self) -> bool:
+        return not self.final
+
+    @classmethod
+    def build(cls, job: Job, *, final: bool = False) -> DownloadProgress:
+        return cls(
+            model_id=job.model_id,
+            progress_percent=job.progress_percent,
+            speed_mbps=round(job.speed_bps / 1_000_000, 3),
+            eta_seconds=job.eta_seconds,
+            status=job.status.value,
+            download_id=job.id,
+            downloaded_mb=round(job.done_bytes / 1_000_000, 3),
+            total_mb=round(job.total_bytes / 1_000_000, 3),
+            retry_count=job.retry_count,
+            error_message=job.error_message,
+            final=final,
+        )
+
+
+PROGRESS_HZ = 4
 
 
 class Subscription:
@@ -65,7 +114,7 @@ class Subscription:
 
     def _drop_oldest_droppable(self) -> bool:
         for index, queued in enumerate(self._events):
-            if queued.droppable:
+            if queued.is_droppable():
                 del self._events[index]
                 self.dropped += 1
                 return True

@@ -27,6 +27,7 @@ from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
 from modeldepot.db import open_database
+from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
 from modeldepot.settings import Settings
@@ -44,6 +45,7 @@ class Services:
     catalog: CatalogService
     availability: AvailabilityService
     storage: StorageService
+    downloads: DownloadService
     bus: EventBus
     http: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
@@ -109,19 +111,32 @@ async def open_services(
         timeout=httpx.Timeout(settings.hub_timeout_seconds),
         follow_redirects=False,
     )
+    # Transfers get their own pool: many long-lived connections, no pool wait (the
+    # download engine bounds connections itself), read timeout as a backstop to stalls.
+    transfers = httpx.AsyncClient(
+        headers={"User-Agent": "modeldepot"},
+        timeout=httpx.Timeout(10, read=settings.stall_timeout_seconds * 2, pool=None),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        follow_redirects=False,
+    )
     try:
         async with open_database(
             settings.resolved_database_url, schema=settings.database_schema
         ) as sessions:
-            services = await _build(settings, config, entries, http, sessions, models_dir)
+            services = await _build(
+                settings, config, entries, (http, transfers), sessions, models_dir
+            )
             services.models_dir_writable = writable
+            await services.downloads.load()
             if background:
                 _start_background(services)
             try:
                 yield services
             finally:
                 await _stop_background(services)
+                await services.downloads.close()
     finally:
+        await transfers.aclose()
         await http.aclose()
 
 
@@ -129,10 +144,11 @@ async def _build(
     settings: Settings,
     config: ConfigService,
     entries: dict[str, CatalogEntry],
-    http: httpx.AsyncClient,
+    clients: tuple[httpx.AsyncClient, httpx.AsyncClient],
     sessions: async_sessionmaker[AsyncSession],
     models_dir: Path,
 ) -> Services:
+    http, transfers = clients
     token = settings.hf_token.get_secret_value() if settings.hf_token else None
     resolver = SourceResolver(
         endpoint=settings.hf_endpoint,
@@ -155,12 +171,23 @@ async def _build(
     storage = StorageService(
         models_dir=models_dir, entries=catalog.entries, config=lambda: config.current
     )
+    downloads = DownloadService(
+        settings=settings,
+        config=config,
+        catalog=catalog,
+        availability=availability,
+        bus=bus,
+        sessions=sessions,
+        models_dir=models_dir,
+        client=transfers,
+    )
     return Services(
         settings=settings,
         config=config,
         catalog=catalog,
         availability=availability,
         storage=storage,
+        downloads=downloads,
         bus=bus,
         http=http,
         sessions=sessions,
@@ -180,6 +207,7 @@ def _start_background(services: Services) -> None:
             "availability-watch",
             lambda: services.availability.run_watch_loop(settings.status_scan_interval_seconds),
         ),
+        ("download-progress", services.downloads.run_progress_loop),
     ]
     for name, loop in loops:
         services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))

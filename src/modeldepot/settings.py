@@ -56,8 +56,8 @@ class DownloadsConfig(_Section):
     bandwidth_limit_mbps: float = Field(
         default=0, ge=0, description="Global limit in 10^6 bytes/s; 0 = unlimited"
     )
-    connections_per_file: int = Field(default=8, ge=1, le=64)
-    max_connections: int = Field(default=16, ge=1, le=256)
+    connections_per_file: int = Field(default=16, ge=1, le=64)
+    max_connections: int = Field(default=32, ge=1, le=256)
 
 
 class FeaturesConfig(_Section):
@@ -139,6 +139,19 @@ class Settings(BaseSettings):
         default=30, gt=0, description="How often the disk is re-observed for external changes"
     )
     demo: bool = False
+    allowed_source_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts downloads may reach even though they resolve to loopback or "
+        "private addresses (the hub endpoint's host is always allowed)",
+    )
+    min_segment_mb: float = Field(default=8, gt=0, description="Smallest range request")
+    stall_timeout_seconds: float = Field(
+        default=30, gt=0, description="No byte for this long: reconnect"
+    )
+    checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
+    retry_base_delay_seconds: float = Field(default=1.0, ge=0)
+    retry_max_delay_seconds: float = Field(default=60.0, ge=0)
+    max_retry_after_seconds: float = Field(default=300.0, ge=0)
 
     storage: StorageConfig = Field(default_factory=StorageConfig)
     downloads: DownloadsConfig = Field(default_factory=DownloadsConfig)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from modeldepot import __version__
 from modeldepot.api.envelope import RequestIdMiddleware, install_error_handlers
 from modeldepot.api.metrics import HttpMetrics, MetricsMiddleware, ModelStatusCollector
-from modeldepot.api.routes import config, status, storage, system
+from modeldepot.api.routes import config, downloads, status, storage, system
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.config.schemas import ConfigUpdate
 from modeldepot.services import open_services
@@ -59,7 +59,13 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(RequestIdMiddleware)
-    for router in (status.router, storage.router, config.router, system.router):
+    for router in (
+        status.router,
+        downloads.router,
+        storage.router,
+        config.router,
+        system.router,
+    ):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

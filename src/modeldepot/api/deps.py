@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
+from modeldepot.downloads.service import DownloadService
 from modeldepot.services import Services
 from modeldepot.store.service import StorageService
 
@@ -30,6 +31,10 @@ def _config(request: Request) -> ConfigService:
     return get_services(request).config
 
 
+def _downloads(request: Request) -> DownloadService:
+    return get_services(request).downloads
+
+
 def _storage(request: Request) -> StorageService:
     return get_services(request).storage
 
@@ -39,3 +44,4 @@ AvailabilityDep = Annotated[AvailabilityService, Depends(_availability)]
 CatalogDep = Annotated[CatalogService, Depends(_catalog)]
 ConfigDep = Annotated[ConfigService, Depends(_config)]
 StorageDep = Annotated[StorageService, Depends(_storage)]
+DownloadsDep = Annotated[DownloadService, Depends(_downloads)]

@@ -1,0 +1,122 @@
+"""A file being downloaded: its partial bytes, its checkpoint, and its promotion to a blob.
+
+::
+
+    blobs/{key}.modeldepot-partial        bytes written so far (sparse; pwrite at offsets)
+    blobs/{key}.modeldepot-partial.json   checkpoint: segment plan + the ETag it is valid for
+
+A checkpoint is written only after ``fdatasync`` of the partial, so every byte it counts
+is on disk: after kill -9 a resume re-fetches at most what came after the last checkpoint.
+Promotion is fsync, rename onto ``blobs/{sha}``, fsync of the directory; the partial name
+never appears in a snapshot, so nothing unverified is ever visible as a model file.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from modeldepot.downloads.segments import SegmentPlan
+from modeldepot.errors import DiskFull, StorageError
+from modeldepot.store.layout import PARTIAL_SUFFIX, atomic_write_bytes, fsync_dir
+
+CHECKPOINT_SUFFIX = ".json"
+
+
+def translate_os_error(exc: OSError, what: str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"Disk full while {what}")
+    if exc.errno == errno.EROFS:
+        return StorageError(f"The models directory is read-only ({what})")
+    return StorageError(f"IO error while {what}: {exc.strerror}")
+
+
+class PartialFile:
+    """Blocking IO on one partial file; callers run these methods in worker threads."""
+
+    def __init__(self, blobs_dir: Path, key: str, size: int) -> None:
+        self.path = blobs_dir / f"{key}{PARTIAL_SUFFIX}"
+        self.checkpoint_path = self.path.with_name(self.path.name + CHECKPOINT_SUFFIX)
+        self.size = size
+        self._fd: int | None = None
+
+    @property
+    def fd(self) -> int:
+        if self._fd is None:
+            raise StorageError("partial file is not open")
+        return self._fd
+
+    def open(self, *, etag: str | None) -> SegmentPlan | None:
+        """Open (creating) the partial; return the checkpointed plan if it still holds.
+
+        A checkpoint for another ETag, a partial larger than the file, or a missing or
+        unreadable checkpoint all mean: start this file from zero.
+        """
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            on_disk = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise translate_os_error(exc, "opening a partial file") from exc
+        plan = self._load_checkpoint(etag) if on_disk <= self.size else None
+        if plan is None:
+            self.truncate()
+        return plan
+
+    def _load_checkpoint(self, etag: str | None) -> SegmentPlan | None:
+        try:
+            data: Any = json.loads(self.checkpoint_path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("etag") != etag:
+            return None
+        return SegmentPlan.from_json(data.get("plan"), size=self.size)
+
+    def truncate(self) -> None:
+        try:
+            os.ftruncate(self.fd, 0)
+        except OSError as exc:
+            raise translate_os_error(exc, "resetting a partial file") from exc
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    def write(self, data: bytes | memoryview, offset: int) -> None:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            raise translate_os_error(exc, "writing a download") from exc
+
+    def checkpoint(self, plan: SegmentPlan, *, etag: str | None) -> None:
+        """Make the written bytes durable, then record how far each segment got."""
+        try:
+            os.fdatasync(self.fd)
+            payload = json.dumps({"etag": etag, "plan": plan.to_json()}).encode()
+            atomic_write_bytes(self.checkpoint_path, payload)
+        except OSError as exc:
+            raise translate_os_error(exc, "saving download progress") from exc
+
+    def promote(self, blob: Path) -> None:
+        """fsync, rename onto the final blob, fsync the directory; remove the checkpoint."""
+        try:
+            os.fsync(self.fd)
+            self.close()
+            os.replace(self.path, blob)
+            fsync_dir(blob.parent)
+        except OSError as exc:
+            raise translate_os_error(exc, "storing a verified file") from exc
+        self.checkpoint_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.checkpoint_path.unlink(missing_ok=True)

@@ -1,0 +1,237 @@
+"""Running one download job: which files are needed, fetching them, publishing the revision.
+
+Files already in the snapshot, or whose blob already exists (shared with another
+revision or model), are linked without a byte of traffic. A blob that another job is
+fetching right now is waited for, then linked: it is fetched once (RELIABILITY.md 28).
+The ref moves to the new commit only when every file verified, so a model is never
+reported available from unverified bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import anyio
+
+from modeldepot.catalog.manifest import ManifestFile
+from modeldepot.catalog.schemas import CatalogEntry, HubSource
+from modeldepot.downloads.jobs import Job
+from modeldepot.downloads.partial import translate_os_error
+from modeldepot.downloads.retry import RetryPolicy, is_transient
+from modeldepot.downloads.transfer import FileFetch, TransferContext
+from modeldepot.errors import DepotError, InsufficientStorage
+from modeldepot.ids import is_commit_hash
+from modeldepot.store.layout import RepoLayout
+from modeldepot.store.service import disk_space
+
+logger = logging.getLogger(__name__)
+GB = 1_000_000_000
+FILES_IN_PARALLEL = 4
+
+
+class BlobRegistry:
+    """Blobs being fetched right now, by digest: the second asker waits for the first."""
+
+    def __init__(self) -> None:
+        self._inflight: dict[str, asyncio.Future[Path]] = {}
+
+    @contextlib.asynccontextmanager
+    async def claim(self, digest: str | None) -> AsyncIterator[Path | None]:
+        """Yield the blob another job fetched meanwhile, or None: then the caller fetches
+        it and calls ``publish``; if it fails, the next waiter takes over."""
+        if digest is None:
+            yield None
+            return
+        other = await self._wait_for_other(digest)
+        if other is not None:
+            yield other
+            return
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            yield None
+        finally:
+            self._inflight.pop(digest, None)
+            if not future.done():
+                future.cancel()
+
+    async def _wait_for_other(self, digest: str) -> Path | None:
+        while (pending := self._inflight.get(digest)) is not None:
+            await asyncio.wait({pending})  # raises only if *we* are cancelled
+            if not pending.cancelled():
+                return pending.result()
+        return None
+
+    def publish(self, digest: str, blob: Path) -> None:
+        future = self._inflight.get(digest)
+        if future is not None and not future.done():
+            future.set_result(blob)
+
+
+@dataclass
+class SpaceCheck:
+    models_dir: Path
+    reserve_bytes: int
+    quota_bytes: int
+    used_bytes: Callable[[], int]
+
+    def ensure(self, needed: int) -> None:
+        """Raises InsufficientStorage when ``needed`` more bytes would break a limit."""
+        free = disk_space(self.models_dir).free
+        if needed + self.reserve_bytes > free:
+            raise InsufficientStorage(
+                f"Not enough disk space: {needed / GB:.2f} GB needed plus "
+                f"{self.reserve_bytes / GB:.2f} GB reserve, {free / GB:.2f} GB free",
+                details={"needed_bytes": needed, "free_bytes": free},
+            )
+        if self.quota_bytes and self.used_bytes() + needed > self.quota_bytes:
+            raise InsufficientStorage(
+                f"The storage quota of {self.quota_bytes / GB:.2f} GB would be exceeded",
+                details={"needed_bytes": needed, "quota_bytes": self.quota_bytes},
+            )
+
+
+def file_url(entry: CatalogEntry, *, endpoint: str, commit: str, path: str) -> str:
+    source = entry.parsed_source()
+    if isinstance(source, HubSource):
+        return f"{endpoint}/{source.repo_id}/resolve/{commit}/{quote(path)}"
+    return entry.source
+
+
+@dataclass
+class JobRunner:
+    """Everything a job needs; ``run`` does the work and raises on failure."""
+
+    job: Job
+    entry: CatalogEntry
+    layout: RepoLayout
+    endpoint: str
+    context: TransferContext
+    blobs: BlobRegistry
+    space: SpaceCheck
+    on_file_done: Callable[[], Awaitable[None]]
+
+    async def run(self) -> None:
+        pending = await anyio.to_thread.run_sync(self._link_present_files)
+        needed = sum(f.size or 0 for f in pending)
+        await anyio.to_thread.run_sync(self.space.ensure, needed)
+        limit = asyncio.Semaphore(FILES_IN_PARALLEL)
+
+        async def fetch(file: ManifestFile) -> None:
+            async with limit:
+                await self._fetch_file(file)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for file in pending:
+                    group.create_task(fetch(file))
+        except* DepotError as failures:
+            raise failures.exceptions[0] from None
+
+    def publish_ref(self) -> None:
+        if not is_commit_hash(self.job.revision):
+            self.layout.write_ref(self.job.revision, self.job.commit)
+
+    def _link_present_files(self) -> list[ManifestFile]:
+        """Blocking: link files whose verified blob exists; return the ones to fetch."""
+        pending = []
+        for file in self.job.files:
+            if self._present(file):
+                self.job.verified[file.path] = file.size or 0
+            else:
+                pending.append(file)
+        return pending
+
+    def _present(self, file: ManifestFile) -> bool:
+        if file.digest is None or file.size is None:
+            return False
+        blob = self.layout.blob_path(file.digest)
+        try:
+            if blob.stat().st_size != file.size:
+                return False
+        except OSError:
+            return False
+        self.layout.link_snapshot_file(self.job.commit, file.path, file.digest)
+        return True
+
+    async def _fetch_file(self, file: ManifestFile) -> None:
+        async with self.blobs.claim(file.digest) as other_blob:
+            if other_blob is not None and await anyio.to_thread.run_sync(
+                self._adopt, file, other_blob
+            ):
+                await self._mark_verified(file)
+                return
+            if await anyio.to_thread.run_sync(self._present, file):
+                await self._mark_verified(file)
+                return
+            url = file_url(
+                self.entry, endpoint=self.endpoint, commit=self.job.commit, path=file.path
+            )
+            fetch = FileFetch(self.context, url=url, file=file, blobs_dir=self.layout.blobs_dir)
+            self.job.fetches[file.path] = fetch
+            digest = await fetch.run()
+            self.blobs.publish(digest, self.layout.blob_path(digest))
+            await anyio.to_thread.run_sync(
+                self.layout.link_snapshot_file, self.job.commit, file.path, digest
+            )
+            self.job.last_byte_at = fetch.last_byte_at or self.job.last_byte_at
+            await self._mark_verified(file)
+
+    def _adopt(self, file: ManifestFile, blob: Path) -> bool:
+        """Blocking: hard-link (else copy) a blob another job just verified into our repo."""
+        if file.digest is None:
+            return False
+        own = self.layout.blob_path(file.digest)
+        if own != blob and not own.exists():
+            try:
+                own.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(blob, own)
+                except OSError:
+                    shutil.copyfile(blob, own)
+            except OSError as exc:
+                raise translate_os_error(exc, "sharing a blob between models") from exc
+        return self._present(file)
+
+    async def _mark_verified(self, file: ManifestFile) -> None:
+        self.job.verified[file.path] = file.size or 0
+        await self.on_file_done()
+
+
+def make_retry_handler(
+    job: Job, policy: RetryPolicy, on_change: Callable[[], None]
+) -> Callable[[DepotError, int], Awaitable[None]]:
+    """The job's decision for a failed attempt: raise (fail) or wait and try again."""
+
+    async def handle(error: DepotError, attempt: int) -> None:
+        if not is_transient(error) or attempt > job.max_retries:
+            raise error
+        job.retry_count = attempt
+        job.error_message = error.message
+        job.error_code = error.code
+        on_change()
+        await asyncio.sleep(policy.delay(attempt, error))
+
+    return handle
+
+
+def cleanup_partials(layout: RepoLayout, files: tuple[ManifestFile, ...]) -> None:
+    """Blocking: remove this job's partial files and checkpoints (cancel, disk full)."""
+    for file in files:
+        if file.digest is None:
+            continue
+        partial = layout.partial_path(file.digest)
+        for path in (partial, partial.with_name(partial.name + ".json")):
+            with contextlib.suppress(OSError):
+                path.unlink()
+    with contextlib.suppress(OSError):
+        for leftover in layout.blobs_dir.glob("unpinned-*"):
+            leftover.unlink()

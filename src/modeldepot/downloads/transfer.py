@@ -1,0 +1,354 @@
+"""Fetching one file: segmented range requests, verified while written, promoted atomically.
+
+The hub's ``resolve`` URL is followed hop by hop (``sources.resolve``) to the CDN; the
+bytes are then fetched from the final URL as concurrent ``Range`` requests guarded by
+``If-Range`` with the ETag the plan was made for. Each chunk is charged to the bandwidth
+buckets, written with ``pwrite`` at its offset, and the sequential prefix is hashed in a
+thread as it grows. Faults and what happens (RELIABILITY.md):
+
+* 200 to a ranged request, same ETag -> the server ignores Range: the file restarts from 0
+  on one connection, never appending (10); a different ETag -> the file changed: restart
+  from 0 for the new ETag (13);
+* 206 with a Content-Range that is not the one asked for -> nothing written, retried (11);
+* a body cut short, a reset, more bytes than declared, or no byte for ``stall_timeout``
+  -> the connection is dropped and its segment continues on a new one (14, 17, 20);
+* the digest differs from the manifest -> the partial is discarded and fetched once more,
+  then ``CHECKSUM_MISMATCH`` (15, 22); ENOSPC -> ``DISK_FULL`` (25).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+
+from modeldepot.catalog.manifest import ManifestFile
+from modeldepot.downloads.hashing import TrailingHasher
+from modeldepot.downloads.limiter import TokenBucket, acquire_all
+from modeldepot.downloads.partial import PartialFile
+from modeldepot.downloads.segments import Segment, SegmentPlan
+from modeldepot.downloads.sources import (
+    ResolvedSource,
+    SourcePolicy,
+    auth_headers,
+    resolve,
+    status_error,
+)
+from modeldepot.errors import (
+    ChecksumMismatch,
+    DepotError,
+    TransferInterrupted,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+)
+from modeldepot.ids import make_digest, parse_digest
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+WRITE_BUFFER = 1024 * 1024
+
+
+class _RestartFile(Exception):
+    """Control flow: throw the partial away and fetch the file from byte 0."""
+
+    def __init__(self, *, etag: str | None, single_connection: bool) -> None:
+        super().__init__("restart file")
+        self.etag = etag
+        self.single_connection = single_connection
+
+
+class ConnectionSlots:
+    """A counting limit on open connections whose size can change while in use."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = asyncio.Condition()
+
+    async def set_limit(self, limit: int) -> None:
+        async with self._cond:
+            self._limit = limit
+            self._cond.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self._used < self._limit)
+            self._used += 1
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._used -= 1
+                self._cond.notify()
+
+
+@dataclass
+class TransferSettings:
+    connections_per_file: int
+    min_segment: int = 8 * 1024 * 1024
+    stall_timeout: float = 30.0
+    checkpoint_interval: float = 1.0
+    read_timeout: float = 30.0
+
+
+@dataclass
+class TransferContext:
+    """What every file transfer of a job shares."""
+
+    client: httpx.AsyncClient
+    policy: SourcePolicy
+    token: str | None
+    buckets: tuple[TokenBucket, ...]
+    slots: ConnectionSlots
+    settings: TransferSettings
+    on_transient: Callable[[DepotError, int], Awaitable[None]]
+    on_progress: Callable[[], None]
+
+
+class FileFetch:
+    """Downloads one manifest file into ``blobs/``; ``run`` returns its final digest."""
+
+    def __init__(
+        self, ctx: TransferContext, *, url: str, file: ManifestFile, blobs_dir: Path
+    ) -> None:
+        if file.size is None:
+            raise UpstreamProtocolError(f"Size of {file.path} is unknown")
+        self.ctx = ctx
+        self.url = url
+        self.file = file
+        self.size = file.size
+        self.blobs_dir = blobs_dir
+        algorithm, hexdigest = parse_digest(file.digest) if file.digest else ("sha256", None)
+        self.algorithm = algorithm
+        self.expected_hex = hexdigest
+        key = hexdigest or "unpinned-" + _path_key(url, file.path)
+        self.partial = PartialFile(blobs_dir, key, self.size)
+        self.plan = SegmentPlan(size=self.size)
+        self.last_byte_at: float | None = None
+
+    @property
+    def done_bytes(self) -> int:
+        return self.plan.done_bytes
+
+    async def run(self) -> str:
+        """Fetch, verify and promote; return the ``algorithm:hex`` digest of the blob.
+
+        Raises:
+            ChecksumMismatch: the bytes differ from the manifest twice in a row.
+            UpstreamError, UnsafeSource, StorageError: as classified by the caller.
+        """
+        source = await resolve(
+            self.ctx.client, self.url, policy=self.ctx.policy, token=self.ctx.token
+        )
+        self._check_declared(source)
+        try:
+            digest = await self._fetch_and_verify(source)
+            if digest is None:
+                await anyio.to_thread.run_sync(self.partial.discard)
+                digest = await self._fetch_and_verify(source, fresh=True)
+            if digest is None:
+                raise ChecksumMismatch(
+                    f"{self.file.path}: the downloaded bytes do not match the manifest's "
+                    f"{self.algorithm} (fetched twice)",
+                    details={"path": self.file.path},
+                )
+        except ChecksumMismatch:
+            await anyio.to_thread.run_sync(self.partial.discard)
+            raise
+        finally:
+            self.partial.close()
+        return digest
+
+    def _check_declared(self, source: ResolvedSource) -> None:
+        if source.size is not None and source.size != self.size:
+            raise ChecksumMismatch(
+                f"{self.file.path}: the server announces {source.size} bytes, the manifest "
+                f"{self.size}",
+                details={"path": self.file.path},
+            )
+
+    async def _fetch_and_verify(self, source: ResolvedSource, *, fresh: bool = False) -> str | None:
+        """Download everything; return the digest if it matches the manifest, else None."""
+        etag = source.etag
+        plan = (
+            None if fresh else await anyio.to_thread.run_sync(lambda: self.partial.open(etag=etag))
+        )
+        if fresh:
+            await anyio.to_thread.run_sync(lambda: self.partial.open(etag=None))
+        self.plan = plan or SegmentPlan.create(
+            self.size,
+            connections=self.ctx.settings.connections_per_file,
+            min_segment=self.ctx.settings.min_segment,
+        )
+        single = not source.accepts_ranges and self.plan.done_bytes == 0 and self.size > 0
+        for _restart in range(3):
+            try:
+                hexdigest = await self._download(source.url, etag=etag, single=single)
+            except _RestartFile as restart:
+                etag, single = restart.etag, restart.single_connection
+                await anyio.to_thread.run_sync(self.partial.truncate)
+                self.plan.reset()
+                continue
+            if self.expected_hex is not None and hexdigest != self.expected_hex:
+                return None
+            digest = make_digest(self.algorithm, hexdigest)
+            blob = self.blobs_dir / parse_digest(digest)[1]
+            await anyio.to_thread.run_sync(self.partial.promote, blob)
+            return digest
+        raise UpstreamProtocolError(f"{self.file.path} kept changing upstream while downloading")
+
+    async def _download(self, url: str, *, etag: str | None, single: bool) -> str:
+        hasher = TrailingHasher(self.partial.fd, algorithm=self.algorithm, size=self.size)
+        hashing = asyncio.create_task(anyio.to_thread.run_sync(hasher.run))
+        try:
+            async with asyncio.TaskGroup() as group:
+                workers = 1 if single else self.ctx.settings.connections_per_file
+                ticker = group.create_task(self._checkpoint_loop(etag, hasher))
+                fetchers = [
+                    group.create_task(self._worker(url, etag=etag, single=single, hasher=hasher))
+                    for _ in range(max(1, min(workers, len(self.plan.segments) or 1)))
+                ]
+                await asyncio.gather(*fetchers)
+                ticker.cancel()
+        except* _RestartFile as group_error:
+            raise group_error.exceptions[0] from None
+        except* DepotError as group_error:
+            raise group_error.exceptions[0] from None
+        finally:
+            hasher.advance(self.plan.contiguous_prefix())
+            if not self.plan.complete:
+                hasher.stop()
+            with contextlib.suppress(DepotError, OSError):
+                await anyio.to_thread.run_sync(
+                    lambda: self.partial.checkpoint(self.plan, etag=etag)
+                )
+            result = await hashing
+        if result is None:
+            raise TransferInterrupted(f"{self.file.path}: hashing stopped early")
+        return result
+
+    async def _checkpoint_loop(self, etag: str | None, hasher: TrailingHasher) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.settings.checkpoint_interval)
+            hasher.advance(self.plan.contiguous_prefix())
+            await anyio.to_thread.run_sync(lambda: self.partial.checkpoint(self.plan, etag=etag))
+
+    async def _worker(
+        self, url: str, *, etag: str | None, single: bool, hasher: TrailingHasher
+    ) -> None:
+        min_split = self.ctx.settings.min_segment // 2
+        while (segment := self.plan.take(min_split=min_split)) is not None:
+            try:
+                await self._fetch_with_retries(url, segment, etag=etag, single=single)
+            finally:
+                self.plan.release(segment)
+            hasher.advance(self.plan.contiguous_prefix())
+        if self.size == 0:
+            hasher.advance(0)
+
+    async def _fetch_with_retries(
+        self, url: str, segment: Segment, *, etag: str | None, single: bool
+    ) -> None:
+        failures = 0  # attempts in a row that brought no new byte
+        while not segment.complete:
+            before = segment.done
+            try:
+                async with self.ctx.slots.slot():
+                    await self._fetch_segment(url, segment, etag=etag, single=single)
+            except DepotError as error:
+                failures = 1 if segment.done > before else failures + 1
+                await self.ctx.on_transient(error, failures)  # raises: permanent or exhausted
+
+    async def _fetch_segment(
+        self, url: str, segment: Segment, *, etag: str | None, single: bool
+    ) -> None:
+        headers = {"Accept-Encoding": "identity"} | auth_headers(
+            url, hub_url=self.ctx.policy.hub_url, token=self.ctx.token
+        )
+        if single:
+            segment.done = 0  # without Range every attempt starts at byte 0: overwrite
+        else:
+            headers["Range"] = f"bytes={segment.offset}-{segment.end - 1}"
+            if etag and not etag.startswith("W/"):
+                headers["If-Range"] = etag
+        try:
+            async with self.ctx.client.stream("GET", url, headers=headers) as response:
+                self._check_response(response, segment, etag=etag, single=single)
+                await self._consume(response, segment)
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"{self.file.path}: the server stopped answering") from exc
+        except httpx.HTTPError as exc:
+            raise TransferInterrupted(f"{self.file.path}: connection failed ({exc})") from exc
+
+    def _check_response(
+        self, response: httpx.Response, segment: Segment, *, etag: str | None, single: bool
+    ) -> None:
+        status = response.status_code
+        new_etag = response.headers.get("etag")
+        if status == 200 and not single:
+            if segment.offset == 0 and segment.end == self.size and len(self.plan.segments) == 1:
+                return  # asked for everything, got everything: fine
+            changed = bool(etag and new_etag and new_etag != etag)
+            raise _RestartFile(etag=new_etag if changed else etag, single_connection=not changed)
+        if status == 200 and single:
+            return
+        if status != 206:
+            raise status_error(status, response.headers, url=str(response.url))
+        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+        if (
+            match is None
+            or int(match.group(1)) != segment.offset
+            or int(match.group(2)) > segment.end - 1
+            or match.group(3) not in ("*", str(self.size))
+        ):
+            raise UpstreamProtocolError(
+                f"{self.file.path}: the server sent a different range than asked for",
+                details={"content_range": response.headers.get("content-range")},
+            )
+        if response.headers.get("content-encoding", "identity") not in ("identity", ""):
+            raise UpstreamProtocolError(f"{self.file.path}: unexpected content encoding")
+
+    async def _consume(self, response: httpx.Response, segment: Segment) -> None:
+        buffer = bytearray()
+        stream = response.aiter_raw()
+        stall = self.ctx.settings.stall_timeout
+        while not segment.complete:
+            try:
+                async with asyncio.timeout(stall):
+                    chunk = await anext(stream, None)
+            except TimeoutError as exc:
+                raise TransferInterrupted(
+                    f"{self.file.path}: no data for {stall:g} s, replacing the connection"
+                ) from exc
+            if chunk is None:
+                break
+            await acquire_all(self.ctx.buckets, len(chunk))
+            buffer += chunk
+            if len(buffer) >= WRITE_BUFFER:
+                await self._flush(buffer, segment)
+        if buffer:
+            await self._flush(buffer, segment)
+        if not segment.complete:
+            raise TransferInterrupted(f"{self.file.path}: the server closed the body early")
+
+    async def _flush(self, buffer: bytearray, segment: Segment) -> None:
+        allowed = min(len(buffer), segment.remaining)  # the tail may have been stolen
+        if allowed:
+            data, offset = bytes(buffer[:allowed]), segment.offset
+            await anyio.to_thread.run_sync(self.partial.write, data, offset)
+            segment.done += allowed
+            self.last_byte_at = time.time()
+            self.ctx.on_progress()
+        buffer.clear()
+
+
+def _path_key(url: str, path: str) -> str:
+    return hashlib.sha256(f"{url}\n{path}".encode()).hexdigest()
