@@ -224,6 +224,8 @@ class Job:
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
+            last_byte_at=self.last_byte_at,
+            available_at=self.available_at,
             files=self.file_progress(),
         )
 

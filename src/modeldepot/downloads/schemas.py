@@ -88,6 +88,8 @@ class ProgressResponse(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    last_byte_at: float | None = Field(description="Unix time the last byte was written")
+    available_at: float | None = Field(description="Unix time the model became available")
     files: list[FileProgress]
 
 
