@@ -411,7 +411,9 @@ class DownloadService:
             job.move_to(S.FAILED)
         if error.code in ("DISK_FULL", "INSUFFICIENT_STORAGE"):
             await self._discard_partials(job)
-        logger.warning("Download %s of %s failed: %s", job.id, job.model_id, error.message)
+        logger.warning(
+            "Download %s of %s failed: %s", job.id, job.model_id, error.message, exc_info=error
+        )
         await self._changed(job)
 
     async def _discard_partials(self, job: Job) -> None:

@@ -145,9 +145,7 @@ class FileFetch:
             ChecksumMismatch: the bytes differ from the manifest twice in a row.
             UpstreamError, UnsafeSource, StorageError: as classified by the caller.
         """
-        source = await resolve(
-            self.ctx.client, self.url, policy=self.ctx.policy, token=self.ctx.token
-        )
+        source = await self._resolve()
         self._check_declared(source)
         try:
             digest = await self._fetch_and_verify(source)
@@ -166,6 +164,17 @@ class FileFetch:
         finally:
             self.partial.close()
         return digest
+
+    async def _resolve(self) -> ResolvedSource:
+        attempt = 0
+        while True:
+            try:
+                return await resolve(
+                    self.ctx.client, self.url, policy=self.ctx.policy, token=self.ctx.token
+                )
+            except DepotError as error:
+                attempt += 1
+                await self.ctx.on_transient(error, attempt)  # raises: permanent or exhausted
 
     def _check_declared(self, source: ResolvedSource) -> None:
         if source.size is not None and source.size != self.size:

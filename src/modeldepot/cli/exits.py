@@ -1,0 +1,85 @@
+"""How the command line reports a failure: one line on stderr and an exit code.
+
+Exit codes come from one table over the error tree (``EXIT_CODES``, first match wins).
+A failure is a ``Problem``, a code and a message, whatever it came from: an exception
+raised in this process, the error envelope of a running service, or a FAILED download's
+``error_code``; all three map through the same table by their code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from modeldepot.errors import (
+    ConfigError,
+    DepotError,
+    InvalidInput,
+    NotFound,
+    StorageError,
+    UpstreamError,
+)
+
+EXIT_CODES: tuple[tuple[type[DepotError], int], ...] = (
+    (InvalidInput, 2),
+    (NotFound, 3),
+    (ConfigError, 4),
+    (StorageError, 5),
+    (UpstreamError, 6),
+    (DepotError, 1),
+)
+INTERRUPTED = 130  # the shell's convention for SIGINT
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a command failed, in the error tree's vocabulary."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, error: DepotError) -> Problem:
+        return cls(code=error.code, message=error.message)
+
+    @property
+    def exit_code(self) -> int:
+        kind = _error_classes().get(self.code, DepotError)
+        return next(code for base, code in EXIT_CODES if issubclass(kind, base))
+
+
+class CommandFailed(Exception):
+    """A ``Problem`` raised through layers that do not print (e.g. the remote client);
+    ``details`` are the error's details (e.g. the running download's id on a conflict)."""
+
+    def __init__(self, problem: Problem, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{problem.code}: {problem.message}")
+        self.problem = problem
+        self.details: dict[str, Any] = details or {}
+
+    @classmethod
+    def of(cls, error: DepotError) -> CommandFailed:
+        return cls(Problem.of(error), details=error.details)
+
+
+def fail(problem: Problem, *, console: Console) -> typer.Exit:
+    """Print ``problem`` on ``console`` (stderr) and return the exit to raise."""
+    line = Text("error", style="red")
+    line.append(f" {problem.code}: {problem.message}", style="")
+    console.print(line, soft_wrap=True)
+    return typer.Exit(problem.exit_code)
+
+
+def _error_classes() -> dict[str, type[DepotError]]:
+    """Every error class by its code (classes defined outside errors.py included)."""
+    classes: dict[str, type[DepotError]] = {}
+    pending: list[type[DepotError]] = [DepotError]
+    while pending:
+        kind = pending.pop()
+        classes.setdefault(kind.code, kind)
+        pending.extend(kind.__subclasses__())
+    return classes
