@@ -92,11 +92,19 @@ PROGRESS_HZ = 4
 
 
 class Subscription:
-    """One subscriber's bounded buffer; iterate it to receive events."""
+    """One subscriber's bounded buffer; iterate it to receive events.
+
+    Dropping the oldest droppable event is O(1): droppable events are also queued by
+    sequence number and dropped ones are skipped (tombstones) when read.
+    """
 
     def __init__(self, *, bus: EventBus, buffer: int, hard_limit: int) -> None:
         self._bus = bus
-        self._events: collections.deque[Event] = collections.deque()
+        self._events: collections.deque[tuple[int, Event]] = collections.deque()
+        self._droppable: collections.deque[int] = collections.deque()
+        self._dropped_seqs: set[int] = set()
+        self._seq = 0
+        self._live = 0
         self._buffer = buffer
         self._hard_limit = hard_limit
         self._wakeup = asyncio.Event()
@@ -106,19 +114,29 @@ class Subscription:
     def offer(self, event: Event) -> None:
         if self.closed:
             return
-        self._events.append(event)
-        overfull = len(self._events) > self._buffer and not self._drop_oldest_droppable()
-        if overfull and len(self._events) > self._hard_limit:
+        self._seq += 1
+        self._events.append((self._seq, event))
+        if event.is_droppable():
+            self._droppable.append(self._seq)
+        self._live += 1
+        overfull = self._live > self._buffer and not self._drop_oldest_droppable()
+        if overfull and self._live > self._hard_limit:
             self.close()
         self._wakeup.set()
 
     def _drop_oldest_droppable(self) -> bool:
-        for index, queued in enumerate(self._events):
-            if queued.is_droppable():
-                del self._events[index]
+        while self._droppable:
+            seq = self._droppable.popleft()
+            if seq > self._read_upto:
+                self._dropped_seqs.add(seq)
+                self._live -= 1
                 self.dropped += 1
                 return True
         return False
+
+    @property
+    def _read_upto(self) -> int:
+        return self._events[0][0] - 1 if self._events else self._seq
 
     def close(self) -> None:
         self.closed = True
@@ -127,12 +145,20 @@ class Subscription:
 
     async def get(self) -> Event | None:
         """The next event, or None once the subscription is closed and drained."""
-        while not self._events:
+        while True:
+            while self._events:
+                seq, event = self._events.popleft()
+                if self._droppable and self._droppable[0] == seq:
+                    self._droppable.popleft()
+                if seq in self._dropped_seqs:
+                    self._dropped_seqs.discard(seq)
+                    continue
+                self._live -= 1
+                return event
             if self.closed:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
-        return self._events.popleft()
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()

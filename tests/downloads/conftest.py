@@ -77,8 +77,8 @@ async def start(app: RunningApp, model_id: str = "tiny", **fields: Any) -> dict[
     return dict(response.json())
 
 
-async def finish(app: RunningApp, model_id: str = "tiny", timeout: float = 30) -> dict[str, Any]:
-    await asyncio.wait_for(app.services.downloads.run_until_idle(), timeout)
+async def finish(app: RunningApp, model_id: str = "tiny", *, within: float = 30) -> dict[str, Any]:
+    await asyncio.wait_for(app.services.downloads.run_until_idle(), within)
     response = await app.client.get(f"/api/v1/models/download/progress/{model_id}")
     return dict(response.json())
 

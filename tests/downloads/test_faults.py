@@ -132,7 +132,7 @@ async def test_stalled_connection_is_replaced(
     settings = fast_settings(stall_timeout_seconds=0.3)
     async with app_for(settings) as app:
         await start(app)
-        progress = await finish(app, timeout=15)
+        progress = await finish(app, within=15)
     assert_complete(settings, repo, progress)
 
 

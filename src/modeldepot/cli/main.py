@@ -1,14 +1,18 @@
 """The ``modeldepot`` command line: a typer shell over the same services as the API.
 
-Errors from the one exception tree are printed as one line and mapped to exit codes
-through ``EXIT_CODES``; nothing else is caught.
+``serve`` runs the service; ``pull`` and ``ls`` talk to it when it is running (see
+``cli/remote.py``) and otherwise build the service graph in-process. Errors from the one
+exception tree are printed as one line and mapped to exit codes through ``EXIT_CODES``
+(``cli/exits.py``); nothing else is caught.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -20,14 +24,13 @@ from rich.table import Table
 from modeldepot.api.app import create_app
 from modeldepot.availability.schemas import ModelStatus
 from modeldepot.catalog.schemas import CatalogEntry
-from modeldepot.errors import (
-    ConfigError,
-    DepotError,
-    InvalidInput,
-    NotFound,
-    StorageError,
-    UpstreamError,
-)
+from modeldepot.cli.exits import EXIT_CODES, INTERRUPTED, CommandFailed, Problem, fail
+from modeldepot.cli.progress import PullDisplay
+from modeldepot.cli.pull import Outcome, pull_in_process, pull_through_service
+from modeldepot.cli.remote import RemoteService, find_service
+from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
+from modeldepot.errors import DepotError
+from modeldepot.ids import validate_model_id
 from modeldepot.services import load_entries, open_services
 from modeldepot.settings import Settings
 
@@ -35,14 +38,7 @@ app = typer.Typer(help="modeldepot: keeps generative models available.", no_args
 console = Console()
 err_console = Console(stderr=True)
 
-EXIT_CODES: tuple[tuple[type[DepotError], int], ...] = (
-    (InvalidInput, 2),
-    (NotFound, 3),
-    (ConfigError, 4),
-    (StorageError, 5),
-    (UpstreamError, 6),
-    (DepotError, 1),
-)
+__all__ = ["EXIT_CODES", "app", "main"]
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file", exists=False)
@@ -50,9 +46,7 @@ ConfigOption = Annotated[
 
 
 def _fail(exc: DepotError) -> typer.Exit:
-    err_console.print(f"[red]error[/red] {exc.code}: {exc.message}")
-    code = next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
-    return typer.Exit(code)
+    return fail(Problem.of(exc), console=err_console)
 
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
@@ -99,30 +93,123 @@ def _run(
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level)
 
 
-@app.command("ls")
-def list_models(config: ConfigOption = None) -> None:
-    """List catalogue models and their availability."""
+@app.command()
+def pull(
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Catalogue model id")],
+    priority: Annotated[Priority, typer.Option(help="Queue priority")] = Priority.normal,
+    max_retries: Annotated[
+        int | None, typer.Option(min=0, max=100, help="Retries (default: the setting)")
+    ] = None,
+    bandwidth_limit: Annotated[
+        float | None, typer.Option(metavar="MBPS", min=0, help="MB/s for this download; 0: none")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="No bars; print one JSON line at the end")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Download a model (verified) and wait until it is available.
+
+    Goes through the running service if there is one, else downloads in this process.
+    """
     settings = _settings(config)
     try:
-        statuses = asyncio.run(_statuses(settings))
+        validate_model_id(model_id)
     except DepotError as exc:
         raise _fail(exc) from exc
-    table = Table("model", "status", "size (MB)", "version", "note")
+    request = ManageRequest(
+        model_id=model_id,
+        action=DownloadAction.start,
+        priority=priority,
+        max_retries=max_retries,
+        bandwidth_limit_mbps=bandwidth_limit,
+    )
+    with _quiet_logs():
+        base_url = asyncio.run(find_service(settings))
+        outcome = _run_pull(settings, request, base_url=base_url, as_json=as_json)
+    if as_json:
+        typer.echo(outcome.to_json())
+    if (problem := outcome.problem) is not None:
+        raise fail(problem, console=err_console)
+    if not as_json:
+        console.print(outcome.summary(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _run_pull(
+    settings: Settings, request: ManageRequest, *, base_url: str | None, as_json: bool
+) -> Outcome:
+    display = None if as_json else PullDisplay(model_id=request.model_id, console=console)
+    try:
+        with display or contextlib.nullcontext():
+            if base_url is not None:
+                return asyncio.run(pull_through_service(base_url, request, display=display))
+            return asyncio.run(pull_in_process(settings, request, display=display))
+    except DepotError as exc:  # the configuration could not be used
+        raise _fail(exc) from exc
+    except KeyboardInterrupt:
+        where = (
+            f"it continues in the service at {base_url}"
+            if base_url is not None
+            else "it will resume where it stopped at the next `modeldepot pull "
+            f"{request.model_id}` or `modeldepot serve`"
+        )
+        err_console.print(f"Interrupted: {where}.", markup=False, soft_wrap=True)
+        raise typer.Exit(INTERRUPTED) from None
+
+
+@app.command("ls")
+def list_models(config: ConfigOption = None) -> None:
+    """List catalogue models and their availability (from the running service if any)."""
+    settings = _settings(config)
+    try:
+        with _quiet_logs():
+            statuses = asyncio.run(_statuses(settings))
+    except DepotError as exc:
+        raise _fail(exc) from exc
+    except CommandFailed as exc:
+        raise fail(exc.problem, console=err_console) from exc
+    table = Table("model", "status", "size (MB)", "progress", "version", "note")
     for status in statuses:
         table.add_row(
             status.model_id,
             status.availability_status,
             "" if status.size_mb is None else f"{status.size_mb:,.1f}",
+            _progress_cell(status),
             (status.current_version or "")[:12],
             status.source_error or "",
         )
     console.print(table)
 
 
+@contextlib.contextmanager
+def _quiet_logs() -> Iterator[None]:
+    """Client commands report their own outcome; the services' warnings (e.g. about other
+    models of the catalogue) would only be noise on the terminal."""
+    logger = logging.getLogger("modeldepot")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _progress_cell(status: ModelStatus) -> str:
+    """A download's percentage while one is under way (or stopped short of the end)."""
+    if status.download_progress is None or status.availability_status == "AVAILABLE":
+        return ""
+    return f"{status.download_progress:.0f}%"
+
+
 async def _statuses(settings: Settings) -> list[ModelStatus]:
-    async with open_services(settings, background=False) as services:
-        await services.catalog.refresh_all()
-        detailed = await services.availability.detailed()
+    base_url = await find_service(settings)
+    if base_url is not None:
+        async with RemoteService.connect(base_url) as service:
+            detailed = await service.detailed_status()
+    else:
+        async with open_services(settings, background=False) as services:
+            await services.catalog.refresh_all()
+            detailed = await services.availability.detailed()
     return list(detailed.models.values())
 
 

@@ -25,6 +25,7 @@ class Segment:
     end: int  # exclusive; may shrink when another connection steals the tail
     done: int = 0  # bytes written from ``start``
     assigned: bool = False
+    received: int = 0  # bytes read from the network but not yet written (in a buffer)
 
     @property
     def offset(self) -> int:
@@ -63,6 +64,12 @@ class SegmentPlan:
     def complete(self) -> bool:
         return all(s.complete for s in self.segments)
 
+    @property
+    def open_segments(self) -> int:
+        """Segments still to fetch: one connection each at the start; more connections
+        would only steal from requests already under way."""
+        return sum(not s.complete for s in self.segments)
+
     def contiguous_prefix(self) -> int:
         """Bytes from offset 0 that are all written (what a sequential hasher may read)."""
         frontier = 0
@@ -74,6 +81,23 @@ class SegmentPlan:
                 break
         return frontier
 
+    def rebalance(self, *, connections: int, min_segment: int) -> None:
+        """Split unfinished segments (largest first) until there is one per connection,
+        as long as each piece stays at least ``min_segment`` (used when resuming)."""
+        while True:
+            unfinished = [s for s in self.segments if not s.complete and not s.assigned]
+            if len(unfinished) >= connections or not unfinished:
+                return
+            victim = max(unfinished, key=lambda s: s.remaining)
+            if victim.remaining < 2 * min_segment:
+                return
+            middle = -(-(victim.offset + victim.remaining // 2) // ALIGN) * ALIGN
+            if not victim.offset < middle < victim.end:
+                return
+            self.segments.append(Segment(start=middle, end=victim.end))
+            victim.end = middle
+            self.segments.sort(key=lambda s: s.start)
+
     def take(self, *, min_split: int) -> Segment | None:
         """An unassigned incomplete segment, else half of the largest one in flight."""
         for segment in self.segments:
@@ -83,13 +107,16 @@ class SegmentPlan:
         return self._steal(min_split)
 
     def _steal(self, min_split: int) -> Segment | None:
-        candidates = [s for s in self.segments if s.assigned and s.remaining >= 2 * min_split]
+        def unread(segment: Segment) -> int:
+            return segment.remaining - segment.received
+
+        candidates = [s for s in self.segments if s.assigned and unread(s) >= 2 * min_split]
         if not candidates:
             return None
-        victim = max(candidates, key=lambda s: s.remaining)
-        middle = victim.offset + victim.remaining // 2
-        middle = -(-middle // ALIGN) * ALIGN
-        if middle >= victim.end or middle <= victim.offset:
+        victim = max(candidates, key=unread)
+        position = victim.offset + victim.received
+        middle = -(-(position + unread(victim) // 2) // ALIGN) * ALIGN
+        if middle >= victim.end or middle <= position:
             return None
         stolen = Segment(start=middle, end=victim.end, assigned=True)
         victim.end = middle

@@ -353,7 +353,8 @@ class DownloadService:
         except asyncio.CancelledError:
             await self._stopped(job)
         except DepotError as error:
-            await self._failed(job, error)
+            # A pause or cancel can surface as the error of a connection it closed.
+            await (self._stopped(job) if job.stop_reason else self._failed(job, error))
         except Exception as error:  # a bug: fail the job with a generic reason, log it all
             logger.error("Download %s crashed", job.id, exc_info=error)
             await self._failed(job, DepotError("Internal error while downloading"))

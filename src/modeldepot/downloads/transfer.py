@@ -53,6 +53,7 @@ from modeldepot.ids import make_digest, parse_digest
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 WRITE_BUFFER = 1024 * 1024
+FLUSH_INTERVAL = 0.25
 
 
 class _RestartFile(Exception):
@@ -192,10 +193,12 @@ class FileFetch:
         )
         if fresh:
             await anyio.to_thread.run_sync(lambda: self.partial.open(etag=None))
+        settings = self.ctx.settings
         self.plan = plan or SegmentPlan.create(
-            self.size,
-            connections=self.ctx.settings.connections_per_file,
-            min_segment=self.ctx.settings.min_segment,
+            self.size, connections=settings.connections_per_file, min_segment=settings.min_segment
+        )
+        self.plan.rebalance(
+            connections=settings.connections_per_file, min_segment=settings.min_segment
         )
         single = not source.accepts_ranges and self.plan.done_bytes == 0 and self.size > 0
         for _restart in range(3):
@@ -220,13 +223,16 @@ class FileFetch:
         try:
             async with asyncio.TaskGroup() as group:
                 workers = 1 if single else self.ctx.settings.connections_per_file
-                ticker = group.create_task(self._checkpoint_loop(etag, hasher))
+                done = asyncio.Event()
+                group.create_task(self._checkpoint_loop(etag, hasher, done))
                 fetchers = [
                     group.create_task(self._worker(url, etag=etag, single=single, hasher=hasher))
-                    for _ in range(max(1, min(workers, len(self.plan.segments) or 1)))
+                    for _ in range(max(1, min(workers, self.plan.open_segments)))
                 ]
-                await asyncio.gather(*fetchers)
-                ticker.cancel()
+                try:
+                    await asyncio.gather(*fetchers)
+                finally:
+                    done.set()  # the ticker finishes its write, then stops
         except* _RestartFile as group_error:
             raise group_error.exceptions[0] from None
         except* DepotError as group_error:
@@ -244,11 +250,20 @@ class FileFetch:
             raise TransferInterrupted(f"{self.file.path}: hashing stopped early")
         return result
 
-    async def _checkpoint_loop(self, etag: str | None, hasher: TrailingHasher) -> None:
-        while True:
-            await asyncio.sleep(self.ctx.settings.checkpoint_interval)
+    async def _checkpoint_loop(
+        self, etag: str | None, hasher: TrailingHasher, done: asyncio.Event
+    ) -> None:
+        """Checkpoint every interval until ``done``; a write in progress is never abandoned
+        (an abandoned thread could recreate a checkpoint after the file was promoted)."""
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), self.ctx.settings.checkpoint_interval)
+            if done.is_set():
+                return
             hasher.advance(self.plan.contiguous_prefix())
-            await anyio.to_thread.run_sync(lambda: self.partial.checkpoint(self.plan, etag=etag))
+            await asyncio.shield(
+                anyio.to_thread.run_sync(lambda: self.partial.checkpoint(self.plan, etag=etag))
+            )
 
     async def _worker(
         self, url: str, *, etag: str | None, single: bool, hasher: TrailingHasher
@@ -326,10 +341,14 @@ class FileFetch:
             raise UpstreamProtocolError(f"{self.file.path}: unexpected content encoding")
 
     async def _consume(self, response: httpx.Response, segment: Segment) -> None:
+        """Read the body into the segment; stop as soon as the segment is full (its tail may
+        have been stolen meanwhile). Written in 1 MiB pieces, or every quarter second so
+        progress stays truthful on slow links."""
         buffer = bytearray()
         stream = response.aiter_raw()
         stall = self.ctx.settings.stall_timeout
-        while not segment.complete:
+        flushed_at = time.monotonic()
+        while segment.offset + len(buffer) < segment.end:
             try:
                 async with asyncio.timeout(stall):
                     chunk = await anext(stream, None)
@@ -341,8 +360,11 @@ class FileFetch:
                 break
             await acquire_all(self.ctx.buckets, len(chunk))
             buffer += chunk
-            if len(buffer) >= WRITE_BUFFER:
+            segment.received = len(buffer)
+            now = time.monotonic()
+            if len(buffer) >= WRITE_BUFFER or now - flushed_at >= FLUSH_INTERVAL:
                 await self._flush(buffer, segment)
+                flushed_at = now
         if buffer:
             await self._flush(buffer, segment)
         if not segment.complete:
@@ -357,6 +379,7 @@ class FileFetch:
             self.last_byte_at = time.time()
             self.ctx.on_progress()
         buffer.clear()
+        segment.received = 0
 
 
 def _path_key(url: str, path: str) -> str:

@@ -85,7 +85,7 @@ async def _pump(
             getter.cancel()
             return
         event = getter.result()
-        if event is None:  # closed by the bus: this client fell too far behind
+        if event is None or subscription.closed:  # the bus gave up on this slow client
             await websocket.close(code=1013, reason="too slow")
             return
         if selection.accepts(event):

@@ -1,0 +1,156 @@
+"""The command line's client for a running modeldepot service: probe, HTTP API, WebSocket.
+
+A service "is up" when ``/healthz`` at the configured host and port answers like
+modeldepot (JSON with ``catalog_models``) within ``PROBE_TIMEOUT_S``; anything else
+(refused, slow, another program on the port) means "not running". Error envelopes
+(``{"error": {code, message, details}}``) become ``CommandFailed`` with the same code, so
+the command line maps them exactly as errors raised in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+from websockets.asyncio.client import connect
+from websockets.exceptions import WebSocketException
+
+from modeldepot.availability.schemas import DetailedStatusResponse
+from modeldepot.cli.exits import CommandFailed, Problem
+from modeldepot.downloads.schemas import ManageRequest, ManageResponse, ProgressResponse
+from modeldepot.settings import Settings
+
+PROBE_TIMEOUT_S = 0.5
+REQUEST_TIMEOUT_S = 10.0
+API = "/api/v1"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def service_url(settings: Settings) -> str:
+    """Where a service started with these settings listens (wildcard binds: loopback)."""
+    wildcard = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # noqa: S104 - not a bind
+    host = wildcard.get(settings.host, settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+async def find_service(settings: Settings) -> str | None:
+    """The base URL of a modeldepot service answering at the configured address, if any."""
+    url = service_url(settings)
+    try:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
+            response = await client.get(f"{url}/healthz")
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    is_modeldepot = isinstance(body, dict) and "catalog_models" in body
+    return url if response.status_code == 200 and is_modeldepot else None
+
+
+class RemoteService:
+    """The service's HTTP API; every failure raises ``CommandFailed``."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, base_url: str) -> AsyncIterator[RemoteService]:
+        async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+            yield cls(client)
+
+    @property
+    def base_url(self) -> str:
+        return str(self._client.base_url)
+
+    async def manage(self, request: ManageRequest) -> ManageResponse:
+        """Raises: CommandFailed (e.g. DOWNLOAD_IN_PROGRESS with the download_id in details)."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        return await self._call("POST", f"{API}/models/download/manage", ManageResponse, body)
+
+    async def progress(self, model_id: str) -> ProgressResponse:
+        """Raises: CommandFailed."""
+        path = f"{API}/models/download/progress/{model_id}"
+        return await self._call("GET", path, ProgressResponse)
+
+    async def detailed_status(self) -> DetailedStatusResponse:
+        """Raises: CommandFailed."""
+        path = f"{API}/models/status/detailed"
+        return await self._call("GET", path, DetailedStatusResponse)
+
+    async def _call(
+        self, method: str, path: str, model: type[M], body: dict[str, Any] | None = None
+    ) -> M:
+        try:
+            response = await self._client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise CommandFailed(
+                Problem("SERVICE_UNAVAILABLE", f"The service at {self.base_url} stopped: {exc}")
+            ) from exc
+        if response.is_error:
+            raise _envelope_error(response)
+        try:
+            return model.model_validate(response.json())
+        except (ValueError, ValidationError) as exc:
+            raise CommandFailed(
+                Problem("SERVICE_PROTOCOL_ERROR", f"Unexpected answer to {method} {path}: {exc}")
+            ) from exc
+
+
+def _envelope_error(response: httpx.Response) -> CommandFailed:
+    try:
+        error = response.json()["error"]
+        return CommandFailed(
+            Problem(str(error["code"]), str(error["message"])),
+            details=error.get("details") or {},
+        )
+    except (ValueError, KeyError, TypeError):
+        return CommandFailed(
+            Problem("SERVICE_ERROR", f"The service answered {response.status_code}")
+        )
+
+
+class EventFeed:
+    """The service's WebSocket, subscribed to one model: wakes ``wait`` on each event.
+
+    If the WebSocket cannot be opened or breaks, ``wait`` simply times out: the caller's
+    polling carries on alone.
+    """
+
+    def __init__(self, *, ws_url: str, model_id: str) -> None:
+        self._ws_url = ws_url
+        self._model_id = model_id
+        self._news = asyncio.Event()
+        self.connected = False
+
+    @classmethod
+    def for_service(cls, base_url: str, model_id: str) -> EventFeed:
+        return cls(ws_url=base_url.replace("http", "ws", 1).rstrip("/") + "/ws", model_id=model_id)
+
+    async def run(self) -> None:
+        try:
+            async with connect(self._ws_url, open_timeout=2, close_timeout=1) as websocket:
+                command = {"action": "subscribe", "model_ids": [self._model_id]}
+                await websocket.send(json.dumps(command))
+                self.connected = True
+                async for raw in websocket:
+                    message = json.loads(raw)
+                    if isinstance(message, dict) and message.get("model_id") == self._model_id:
+                        self._news.set()
+        except (OSError, TimeoutError, WebSocketException, ValueError):
+            pass  # polling alone from now on
+        finally:
+            self.connected = False
+
+    async def wait(self, at_most: float) -> None:
+        """Return at the next event about the model, or after ``at_most`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._news.wait(), at_most)
+        self._news.clear()
