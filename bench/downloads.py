@@ -52,6 +52,7 @@ from dlbench.tools import (
     hashlib_invocation,
     hf_hub_invocation,
     modeldepot_builder,
+    modeldepot_service_builder,
     probe_modeldepot,
     run_tool,
     with_fsync,
@@ -69,7 +70,8 @@ TOOL_LABELS: dict[str, str] = {
     "aria2c-x16+fsync": "aria2c -x16, then fsync",
     "hf_hub": "huggingface_hub snapshot_download",
     "hashlib": "hashlib sha256 (anchor)",
-    "modeldepot": "modeldepot pull",
+    "modeldepot": "modeldepot service (start -> COMPLETED)",
+    "modeldepot-cli": "modeldepot pull (cold CLI, in-process)",
 }
 _ALIASES = {
     "aria2c": ("aria2c-x8", "aria2c-x16", "aria2c-x16+fsync"),
@@ -104,6 +106,7 @@ def scenarios(limit_rate: str) -> dict[str, Scenario]:
                 "curl+fsync",
                 "aria2c-x16+fsync",
                 "modeldepot",
+                "modeldepot-cli",
             ),
         ),
         "B": Scenario(
@@ -119,6 +122,7 @@ def scenarios(limit_rate: str) -> dict[str, Scenario]:
                 "curl+fsync",
                 "aria2c-x16+fsync",
                 "modeldepot",
+                "modeldepot-cli",
             ),
         ),
     }
@@ -206,15 +210,17 @@ def make_builders(args: argparse.Namespace, out: Path) -> tuple[dict[str, Builde
         "aria2c-x16+fsync": with_fsync(aria2c_builder(16)),
     }
     unavailable: dict[str, str] = {}
-    if args.only is None or "modeldepot" in args.only:
-        port = free_port()  # nothing listens there: `pull` must run in-process
+    wanted = {"modeldepot", "modeldepot-cli"} & set(args.only or ("modeldepot", "modeldepot-cli"))
+    if wanted:
+        port = free_port()  # nothing listens there: the cold `pull` runs in-process
         probe = probe_modeldepot(out / "probe", service_port=port)
         if probe.available:
-            builders["modeldepot"] = modeldepot_builder(
+            builders["modeldepot-cli"] = modeldepot_builder(
                 json_events=probe.json_events, service_port=port
             )
+            builders["modeldepot"] = modeldepot_service_builder(service_port=free_port())
         else:
-            unavailable["modeldepot"] = probe.reason
+            unavailable.update(dict.fromkeys(wanted, probe.reason))
     return builders, unavailable
 
 

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from modeldepot.api.app import create_app
 from modeldepot.availability.schemas import ModelStatus
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.cli.exits import EXIT_CODES, INTERRUPTED, CommandFailed, Problem, fail
@@ -89,6 +87,11 @@ def _run(
         load_entries(settings, entries, include_builtin=builtin)
     except DepotError as exc:
         raise _fail(exc) from exc
+    # The web stack is imported only to serve: pull and ls start faster without it.
+    import uvicorn
+
+    from modeldepot.api.app import create_app
+
     application = create_app(settings, extra_entries=entries, include_builtin=builtin)
     uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level)
 

@@ -1,14 +1,17 @@
 """Bandwidth limits: token buckets shared by every connection they govern.
 
 The global bucket (``downloads.bandwidth_limit_mbps``) and each download's own bucket
-(``bandwidth_limit_mbps`` of the request) are both charged for every chunk read, so the
-stricter one rules. Rates change live; 0 means unlimited. The burst is a tenth of a
-second of traffic, which keeps any 10 s window within a few percent of the rate.
+(``bandwidth_limit_mbps`` of the request) are both charged for every read, so the
+stricter one rules. Transfers read on worker threads, so the buckets are thread-safe and
+block the reading thread: a caller takes its bytes (the balance may go negative) and then
+sleeps off its debt outside the lock, which keeps connections fair and the loop free.
+Rates change live; 0 means unlimited. The balance never exceeds a tenth of a second of
+traffic, which keeps any 10 s window within a few percent of the rate.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
 import time
 
 MBPS = 1_000_000
@@ -16,20 +19,25 @@ MBPS = 1_000_000
 
 class TokenBucket:
     def __init__(self, rate_mbps: float = 0) -> None:
+        self._lock = threading.Lock()
         self._rate = 0.0
         self._tokens = 0.0
         self._stamp = time.monotonic()
-        self._lock = asyncio.Lock()
         self.set_rate(rate_mbps)
 
     @property
     def rate_mbps(self) -> float:
         return self._rate / MBPS
 
+    @property
+    def limited(self) -> bool:
+        return self._rate > 0
+
     def set_rate(self, rate_mbps: float) -> None:
-        self._refill()
-        self._rate = max(0.0, rate_mbps) * MBPS
-        self._tokens = min(self._tokens, self._burst)
+        with self._lock:
+            self._refill()
+            self._rate = max(0.0, rate_mbps) * MBPS
+            self._tokens = min(self._tokens, self._burst)
 
     @property
     def _burst(self) -> float:
@@ -41,21 +49,22 @@ class TokenBucket:
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
 
-    async def acquire(self, amount: int) -> None:
-        """Wait until ``amount`` bytes may pass (at once when unlimited)."""
-        if not self._rate:
-            return
-        async with self._lock:  # FIFO among waiters: fair between connections
-            while True:
-                self._refill()
-                if not self._rate:
-                    return
-                if self._tokens >= min(amount, self._burst):
-                    self._tokens -= amount  # may go negative: the debt is waited off later
-                    return
-                await asyncio.sleep((min(amount, self._burst) - self._tokens) / self._rate)
+    def take(self, amount: int, stop: threading.Event | None = None) -> None:
+        """Blocking: charge ``amount`` bytes, then wait until the balance is paid off
+        (returns early when ``stop`` is set)."""
+        with self._lock:
+            if not self._rate:
+                return
+            self._refill()
+            self._tokens -= amount
+            wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            if stop is None:
+                time.sleep(wait)
+            else:
+                stop.wait(wait)
 
 
-async def acquire_all(buckets: tuple[TokenBucket, ...], amount: int) -> None:
+def take_all(buckets: tuple[TokenBucket, ...], amount: int, stop: threading.Event) -> None:
     for bucket in buckets:
-        await bucket.acquire(amount)
+        bucket.take(amount, stop)

@@ -93,9 +93,10 @@ class PartialFile:
 
     def checkpoint(self, plan: SegmentPlan, *, etag: str | None) -> None:
         """Make the written bytes durable, then record how far each segment got."""
+        # Read the progress before syncing: only bytes written before the sync are counted.
+        payload = json.dumps({"etag": etag, "plan": plan.to_json()}).encode()
         try:
             os.fdatasync(self.fd)
-            payload = json.dumps({"etag": etag, "plan": plan.to_json()}).encode()
             atomic_write_bytes(self.checkpoint_path, payload)
         except OSError as exc:
             raise translate_os_error(exc, "saving download progress") from exc

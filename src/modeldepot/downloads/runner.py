@@ -214,6 +214,7 @@ def make_retry_handler(
     async def handle(error: DepotError, attempt: int) -> None:
         if not is_transient(error) or attempt > job.max_retries:
             raise error
+        logger.info("Download %s: attempt %d failed: %s", job.id, attempt, error.message)
         job.retry_count = attempt
         job.error_message = error.message
         job.error_code = error.code

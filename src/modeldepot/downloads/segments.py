@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ALIGN = 64 * 1024
+MAX_SEGMENT = 32 * 1024 * 1024
 
 
 @dataclass
@@ -47,12 +48,16 @@ class SegmentPlan:
 
     @classmethod
     def create(cls, size: int, *, connections: int, min_segment: int) -> SegmentPlan:
-        """Cut ``size`` bytes into up to ``connections`` equal, aligned segments."""
+        """Cut ``size`` bytes into aligned segments, about four per connection.
+
+        Connections take the lowest segment first, so the written prefix (which the
+        hasher follows) grows steadily and at most one window of segments is left to
+        hash after the last byte; segments are capped so that window stays small.
+        """
         if size <= 0:
             return cls(size=0, segments=[])
-        count = max(1, min(connections, -(-size // max(min_segment, 1))))
-        step = -(-size // count)
-        step = -(-step // ALIGN) * ALIGN
+        step = min(max(min_segment, -(-size // (4 * max(connections, 1)))), MAX_SEGMENT)
+        step = max(ALIGN, -(-step // ALIGN) * ALIGN)
         bounds = [*range(0, size, step), size]
         return cls(size=size, segments=[Segment(a, b) for a, b in itertools.pairwise(bounds)])
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,8 @@ class DownloadService:
             max_delay=settings.retry_max_delay_seconds,
             max_retry_after=settings.max_retry_after_seconds,
         )
+        # Transfers read on these threads (see rangeget.py); bounded by the connection slots.
+        self._executor = ThreadPoolExecutor(max_workers=256, thread_name_prefix="transfer")
         self._idle = asyncio.Event()
         self._idle.set()
         self._lock = asyncio.Lock()
@@ -148,6 +151,7 @@ class DownloadService:
         await asyncio.gather(*(job.task for job in running if job.task), return_exceptions=True)
         for job in running:
             await self._save(job)
+        self._executor.shutdown(wait=True)
 
     # --- the seed's operations ---------------------------------------------------------
 
@@ -382,7 +386,8 @@ class DownloadService:
             slots=self._slots,
             settings=self._transfer_settings(),
             on_transient=make_retry_handler(job, self._retry, lambda: self._announce_soon(job)),
-            on_progress=lambda: _progress_made(job),
+            on_recovered=lambda: _recovered(job),
+            executor=self._executor,
         )
         return JobRunner(
             job=job,
@@ -569,6 +574,6 @@ class DownloadService:
             await self._kick()
 
 
-def _progress_made(job: Job) -> None:
-    if job.retry_count:
-        job.retry_count = 0
+def _recovered(job: Job) -> None:
+    """A connection that was failing moves bytes again: the retry streak is over."""
+    job.retry_count = 0

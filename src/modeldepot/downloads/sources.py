@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -188,8 +189,12 @@ def raise_for_status(response: httpx.Response, *, url: str) -> None:
     raise status_error(status, response.headers, url=url)
 
 
-def status_error(status: int, headers: httpx.Headers, *, url: str) -> DepotError:
-    hub_code = headers.get("x-error-code", "")
+class HeaderLookup(Protocol):
+    def get(self, key: str, /) -> str | None: ...
+
+
+def status_error(status: int, headers: HeaderLookup, *, url: str) -> DepotError:
+    hub_code = headers.get("x-error-code") or ""
     retry_after = parse_retry_after(headers.get("retry-after"))
     where = {"url": _safe(url), "status": status}
     if hub_code == "GatedRepo":

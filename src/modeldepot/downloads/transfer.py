@@ -21,9 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import http.client
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,9 @@ import httpx
 
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.downloads.hashing import TrailingHasher
-from modeldepot.downloads.limiter import TokenBucket, acquire_all
+from modeldepot.downloads.limiter import TokenBucket, take_all
 from modeldepot.downloads.partial import PartialFile
+from modeldepot.downloads.rangeget import Aborted, Connection, ReadOptions, read_body
 from modeldepot.downloads.segments import Segment, SegmentPlan
 from modeldepot.downloads.sources import (
     ResolvedSource,
@@ -52,8 +55,6 @@ from modeldepot.errors import (
 from modeldepot.ids import make_digest, parse_digest
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-WRITE_BUFFER = 1024 * 1024
-FLUSH_INTERVAL = 0.25
 
 
 class _RestartFile(Exception):
@@ -111,7 +112,8 @@ class TransferContext:
     slots: ConnectionSlots
     settings: TransferSettings
     on_transient: Callable[[DepotError, int], Awaitable[None]]
-    on_progress: Callable[[], None]
+    on_recovered: Callable[[], None]
+    executor: Executor
 
 
 class FileFetch:
@@ -170,12 +172,16 @@ class FileFetch:
         attempt = 0
         while True:
             try:
-                return await resolve(
+                source = await resolve(
                     self.ctx.client, self.url, policy=self.ctx.policy, token=self.ctx.token
                 )
             except DepotError as error:
                 attempt += 1
                 await self.ctx.on_transient(error, attempt)  # raises: permanent or exhausted
+            else:
+                if attempt:
+                    self.ctx.on_recovered()
+                return source
 
     def _check_declared(self, source: ResolvedSource) -> None:
         if source.size is not None and source.size != self.size:
@@ -268,33 +274,45 @@ class FileFetch:
     async def _worker(
         self, url: str, *, etag: str | None, single: bool, hasher: TrailingHasher
     ) -> None:
-        min_split = self.ctx.settings.min_segment // 2
-        while (segment := self.plan.take(min_split=min_split)) is not None:
-            try:
-                await self._fetch_with_retries(url, segment, etag=etag, single=single)
-            finally:
-                self.plan.release(segment)
-            hasher.advance(self.plan.contiguous_prefix())
+        # Steal only from a connection with two full segments still unread: the piece it
+        # keeps and the piece taken are both worth a request of their own.
+        min_split = self.ctx.settings.min_segment
+        conn = Connection()
+        try:
+            while (segment := self.plan.take(min_split=min_split)) is not None:
+                try:
+                    await self._fetch_with_retries(
+                        url, segment, etag=etag, single=single, conn=conn
+                    )
+                finally:
+                    self.plan.release(segment)
+                hasher.advance(self.plan.contiguous_prefix())
+        finally:
+            conn.close()
         if self.size == 0:
             hasher.advance(0)
 
     async def _fetch_with_retries(
-        self, url: str, segment: Segment, *, etag: str | None, single: bool
+        self, url: str, segment: Segment, *, etag: str | None, single: bool, conn: Connection
     ) -> None:
         failures = 0  # attempts in a row that brought no new byte
         while not segment.complete:
             before = segment.done
             try:
                 async with self.ctx.slots.slot():
-                    await self._fetch_segment(url, segment, etag=etag, single=single)
+                    await self._fetch_segment(url, segment, etag=etag, single=single, conn=conn)
             except DepotError as error:
                 failures = 1 if segment.done > before else failures + 1
                 await self.ctx.on_transient(error, failures)  # raises: permanent or exhausted
+            else:
+                if failures:
+                    self.ctx.on_recovered()
 
     async def _fetch_segment(
-        self, url: str, segment: Segment, *, etag: str | None, single: bool
+        self, url: str, segment: Segment, *, etag: str | None, single: bool, conn: Connection
     ) -> None:
-        headers = {"Accept-Encoding": "identity"} | auth_headers(
+        """One request on a worker thread; cancelling it aborts the read at once."""
+        headers = {"Accept-Encoding": "identity", "User-Agent": "modeldepot"} | auth_headers(
             url, hub_url=self.ctx.policy.hub_url, token=self.ctx.token
         )
         if single:
@@ -303,20 +321,77 @@ class FileFetch:
             headers["Range"] = f"bytes={segment.offset}-{segment.end - 1}"
             if etag and not etag.startswith("W/"):
                 headers["If-Range"] = etag
+        conn.stop.clear()
+        future = asyncio.get_running_loop().run_in_executor(
+            self.ctx.executor,
+            self._fetch_blocking,
+            url,
+            headers,
+            segment,
+            conn,
+            (etag, single),
+        )
         try:
-            async with self.ctx.client.stream("GET", url, headers=headers) as response:
-                self._check_response(response, segment, etag=etag, single=single)
-                await self._consume(response, segment)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"{self.file.path}: the server stopped answering") from exc
-        except httpx.HTTPError as exc:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            conn.abort()
+            with contextlib.suppress(Exception):
+                await future
+            raise
+        except Aborted as exc:
+            raise TransferInterrupted(f"{self.file.path}: connection aborted") from exc
+
+    def _fetch_blocking(
+        self,
+        url: str,
+        headers: dict[str, str],
+        segment: Segment,
+        conn: Connection,
+        validation: tuple[str | None, bool],
+    ) -> None:
+        """Worker thread: request, check, read the body into the partial file."""
+        etag, single = validation
+        try:
+            response = conn.request(url, headers, timeout=self.ctx.settings.stall_timeout)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{self.file.path}: the server did not answer") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            if conn.stop.is_set():
+                raise Aborted from exc
             raise TransferInterrupted(f"{self.file.path}: connection failed ({exc})") from exc
+        try:
+            self._check_response(response, segment, etag=etag, single=single)
+        except BaseException:
+            conn.close()
+            raise
+        buckets = self.ctx.buckets
+        options = ReadOptions(
+            stall_timeout=self.ctx.settings.stall_timeout,
+            limited=any(b.limited for b in buckets),
+            throttle=lambda n: take_all(buckets, n, conn.stop),
+            write=self.partial.write,
+            on_written=self._written,
+        )
+        try:
+            read_body(conn, response, segment, options)
+        except DepotError as error:
+            error.message = f"{self.file.path}: {error.message}"
+            raise
+
+    def _written(self) -> None:
+        self.last_byte_at = time.time()
 
     def _check_response(
-        self, response: httpx.Response, segment: Segment, *, etag: str | None, single: bool
+        self,
+        response: http.client.HTTPResponse,
+        segment: Segment,
+        *,
+        etag: str | None,
+        single: bool,
     ) -> None:
-        status = response.status_code
-        new_etag = response.headers.get("etag")
+        status = response.status
+        headers = response.headers
+        new_etag = headers.get("etag")
         if status == 200 and not single:
             if segment.offset == 0 and segment.end == self.size and len(self.plan.segments) == 1:
                 return  # asked for everything, got everything: fine
@@ -325,8 +400,9 @@ class FileFetch:
         if status == 200 and single:
             return
         if status != 206:
-            raise status_error(status, response.headers, url=str(response.url))
-        match = _CONTENT_RANGE.match(response.headers.get("content-range", ""))
+            raise status_error(status, headers, url=self.url)
+        content_range = headers.get("content-range") or ""
+        match = _CONTENT_RANGE.match(content_range)
         if (
             match is None
             or int(match.group(1)) != segment.offset
@@ -335,51 +411,10 @@ class FileFetch:
         ):
             raise UpstreamProtocolError(
                 f"{self.file.path}: the server sent a different range than asked for",
-                details={"content_range": response.headers.get("content-range")},
+                details={"content_range": content_range},
             )
-        if response.headers.get("content-encoding", "identity") not in ("identity", ""):
+        if (headers.get("content-encoding") or "identity") != "identity":
             raise UpstreamProtocolError(f"{self.file.path}: unexpected content encoding")
-
-    async def _consume(self, response: httpx.Response, segment: Segment) -> None:
-        """Read the body into the segment; stop as soon as the segment is full (its tail may
-        have been stolen meanwhile). Written in 1 MiB pieces, or every quarter second so
-        progress stays truthful on slow links."""
-        buffer = bytearray()
-        stream = response.aiter_raw()
-        stall = self.ctx.settings.stall_timeout
-        flushed_at = time.monotonic()
-        while segment.offset + len(buffer) < segment.end:
-            try:
-                async with asyncio.timeout(stall):
-                    chunk = await anext(stream, None)
-            except TimeoutError as exc:
-                raise TransferInterrupted(
-                    f"{self.file.path}: no data for {stall:g} s, replacing the connection"
-                ) from exc
-            if chunk is None:
-                break
-            await acquire_all(self.ctx.buckets, len(chunk))
-            buffer += chunk
-            segment.received = len(buffer)
-            now = time.monotonic()
-            if len(buffer) >= WRITE_BUFFER or now - flushed_at >= FLUSH_INTERVAL:
-                await self._flush(buffer, segment)
-                flushed_at = now
-        if buffer:
-            await self._flush(buffer, segment)
-        if not segment.complete:
-            raise TransferInterrupted(f"{self.file.path}: the server closed the body early")
-
-    async def _flush(self, buffer: bytearray, segment: Segment) -> None:
-        allowed = min(len(buffer), segment.remaining)  # the tail may have been stolen
-        if allowed:
-            data, offset = bytes(buffer[:allowed]), segment.offset
-            await anyio.to_thread.run_sync(self.partial.write, data, offset)
-            segment.done += allowed
-            self.last_byte_at = time.time()
-            self.ctx.on_progress()
-        buffer.clear()
-        segment.received = 0
 
 
 def _path_key(url: str, path: str) -> str:

@@ -1,0 +1,213 @@
+"""The hot path of every download: one blocking ranged GET, read straight into a buffer.
+
+Each connection of a transfer runs this on a worker thread with the standard library's
+``http.client``: ``read1`` into a preallocated 1 MiB buffer and ``pwrite`` it at its offset,
+both releasing the GIL, so a few Python operations move up to a megabyte (an async client pays
+per 32-64 KiB chunk on the event loop, which capped us far below the network). Requests
+go only to URLs already resolved and checked by ``sources.resolve``; the connection is
+kept alive between segments of the same worker and dropped after anything unusual.
+
+Stalls: a socket timeout catches silence; a throughput window catches trickles (fewer
+than ``min_bytes`` in ``stall_timeout``). Cancellation: ``abort()`` from another thread
+sets a flag and shuts the socket down, so a blocked read returns at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import certifi
+
+from modeldepot.downloads.segments import Segment
+from modeldepot.errors import TransferInterrupted, UpstreamTimeout
+
+BUFFER = 1024 * 1024
+LIMITED_READ = 64 * 1024  # smaller reads when a bandwidth limit applies: smoother pacing
+FLUSH_INTERVAL = 0.25
+STALL_MIN_BYTES = 16 * 1024
+
+
+class Aborted(Exception):
+    """The transfer was paused, cancelled or shut down while this read was running."""
+
+
+@dataclass
+class ReadOptions:
+    stall_timeout: float
+    limited: bool
+    throttle: Callable[[int], None]
+    write: Callable[[memoryview, int], None]
+    on_written: Callable[[], None]
+
+
+class Connection:
+    """One worker's keep-alive connection; used by one thread at a time."""
+
+    def __init__(self) -> None:
+        self._conn: http.client.HTTPConnection | None = None
+        self._origin: tuple[str, str, int] | None = None
+        self.stop = threading.Event()
+
+    def abort(self) -> None:
+        """From any thread: make the running read fail now."""
+        self.stop.set()
+        conn = self._conn
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(
+        self, url: str, headers: Mapping[str, str], *, timeout: float
+    ) -> http.client.HTTPResponse:
+        parts = urlsplit(url)
+        origin = (
+            parts.scheme,
+            parts.hostname or "",
+            parts.port or (443 if parts.scheme == "https" else 80),
+        )
+        if self._conn is None or self._origin != origin:
+            self.close()
+            self._conn = _connect(origin, timeout)
+            self._origin = origin
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        try:
+            self._conn.request("GET", path or "/", headers=dict(headers))
+            return self._conn.getresponse()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+
+def _connect(origin: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
+    scheme, host, port = origin
+    if scheme == "https":
+        context = ssl.create_default_context(cafile=certifi.where())
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+def read_body(
+    connection: Connection,
+    response: http.client.HTTPResponse,
+    segment: Segment,
+    options: ReadOptions,
+) -> None:
+    """Blocking: fill ``segment`` from ``response``; leaves the connection reusable only
+    when the body was read to its end.
+
+    Raises:
+        TransferInterrupted: cut short, stalled, trickling or reset.
+        UpstreamTimeout: no byte for ``stall_timeout``.
+        Aborted: ``connection.abort()`` was called.
+    """
+    buffer = bytearray(BUFFER)
+    view = memoryview(buffer)
+    reader = _Reader(connection, response, segment, options, view)
+    try:
+        reader.run()
+    except Aborted:
+        connection.close()
+        raise
+    except TimeoutError as exc:
+        connection.close()
+        raise UpstreamTimeout(
+            f"no data for {options.stall_timeout:g} s, replacing the connection"
+        ) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        if connection.stop.is_set():
+            raise Aborted from exc
+        raise TransferInterrupted(f"connection failed ({exc.__class__.__name__})") from exc
+    except BaseException:
+        connection.close()  # never reuse a connection whose response is half read
+        raise
+    finally:
+        view.release()
+    if not response.isclosed() or response.will_close:
+        connection.close()  # body left unread (segment shrank) or server closes anyway
+
+
+class _Reader:
+    def __init__(
+        self,
+        connection: Connection,
+        response: http.client.HTTPResponse,
+        segment: Segment,
+        options: ReadOptions,
+        view: memoryview,
+    ) -> None:
+        self.connection = connection
+        self.response = response
+        self.segment = segment
+        self.options = options
+        self.view = view
+        self.filled = 0
+        self.flushed_at = time.monotonic()
+        self.window_start = self.flushed_at
+        self.window_bytes = 0
+
+    def run(self) -> None:
+        step = LIMITED_READ if self.options.limited else len(self.view)
+        while True:
+            if self.connection.stop.is_set():
+                raise Aborted
+            want = min(step, len(self.view) - self.filled, self._room())
+            if want <= 0:
+                break
+            # read1: at most one system call, so a slow link still reports its progress
+            # (readinto would block until the whole buffer is full).
+            chunk = self.response.read1(want)
+            n = len(chunk)
+            if not n:
+                break
+            self.view[self.filled : self.filled + n] = chunk
+            self.options.throttle(n)
+            self.filled += n
+            self.segment.received = self.filled
+            self._check_trickle(n)
+            now = time.monotonic()
+            if self.filled == len(self.view) or now - self.flushed_at >= FLUSH_INTERVAL:
+                self._flush(now)
+        self._flush(time.monotonic())
+        if not self.segment.complete:
+            raise TransferInterrupted("the server closed the body early")
+
+    def _room(self) -> int:
+        # Read fresh: another connection may have stolen the tail of this segment.
+        return self.segment.end - self.segment.offset - self.filled
+
+    def _check_trickle(self, n: int) -> None:
+        self.window_bytes += n
+        now = time.monotonic()
+        if now - self.window_start < self.options.stall_timeout:
+            return
+        if self.window_bytes < STALL_MIN_BYTES:
+            raise TransferInterrupted(
+                f"under {STALL_MIN_BYTES} bytes in {self.options.stall_timeout:g} s, "
+                "replacing the connection"
+            )
+        self.window_start, self.window_bytes = now, 0
+
+    def _flush(self, now: float) -> None:
+        allowed = min(self.filled, self.segment.end - self.segment.offset)
+        if allowed > 0:
+            self.options.write(self.view[:allowed], self.segment.offset)
+            self.segment.done += allowed
+            self.options.on_written()
+        self.filled = 0
+        self.segment.received = 0
+        self.flushed_at = now
