@@ -26,7 +26,8 @@
         ├── UpstreamNotFound (502 UPSTREAM_NOT_FOUND)
         ├── UpstreamUnauthorized (502 UPSTREAM_UNAUTHORIZED)
         ├── UpstreamRateLimited (503 UPSTREAM_RATE_LIMITED)
-        ├── UpstreamProtocolError (502 UPSTREAM_PROTOCOL_ERROR)   wrong ranges, sizes, loops
+        ├── UpstreamProtocolError (502 UPSTREAM_PROTOCOL_ERROR)   wrong ranges or sizes
+        ├── RedirectError (502 REDIRECT_ERROR)                    loops, too many hops
         └── TransferInterrupted (503 TRANSFER_INTERRUPTED)       cut body, stall, reset
 
 ``UpstreamError`` carries ``retry_after`` (seconds) when the server said when to come
@@ -177,6 +178,10 @@ class UpstreamRateLimited(UpstreamError):
 
 class UpstreamProtocolError(UpstreamError):
     code = "UPSTREAM_PROTOCOL_ERROR"
+
+
+class RedirectError(UpstreamError):
+    code = "REDIRECT_ERROR"
 
 
 class TransferInterrupted(UpstreamError):

@@ -138,6 +138,11 @@ class Subscription:
     def _read_upto(self) -> int:
         return self._events[0][0] - 1 if self._events else self._seq
 
+    @property
+    def pending(self) -> int:
+        """Events waiting to be read."""
+        return self._live
+
     def close(self) -> None:
         self.closed = True
         self._wakeup.set()

@@ -255,3 +255,33 @@ async def test_unknown_model_and_missing_download(fast_settings: Fast, repo: Rep
     assert none.json()["error"]["code"] == "DOWNLOAD_NOT_FOUND"
     assert pause_nothing.status_code == 404
     assert bad_action.status_code == 422
+
+
+async def test_status_reflects_a_running_download(
+    local_hub: LocalHub, repo: Repo, fast_settings: Fast
+) -> None:
+    settings = fast_settings()
+    async with app_for(settings) as app:
+        subscription = app.services.bus.subscribe()
+        await start(app, bandwidth_limit_mbps=1)
+        await wait_for(app, lambda b: b["speed_mbps"] > 0 and b["downloaded_mb"] > 0.3)
+        status = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
+        summary = (await app.client.get("/api/v1/models/status/detailed")).json()["summary"]
+        await manage(app, "update", bandwidth_limit_mbps=0)
+        await finish(app)
+        after = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
+        changes = []
+        while subscription.pending:
+            event = await subscription.get()
+            if event is not None and event.type == "model_availability_change":
+                changes.append((event.old_status, event.new_status))  # type: ignore[attr-defined]
+    assert status["availability_status"] == "DOWNLOADING"
+    assert 0 < status["download_progress"] < 100
+    assert status["can_pause_download"] is True
+    assert status["can_resume_download"] is False
+    assert status["estimated_download_time"] is not None
+    assert summary["downloading_models"] == 1
+    assert after["availability_status"] == "AVAILABLE"
+    assert after["download_progress"] is None
+    assert changes[0] == ("MISSING", "QUEUED") or changes[0] == ("MISSING", "DOWNLOADING")
+    assert changes[-1][1] == "AVAILABLE"

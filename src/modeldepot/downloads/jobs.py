@@ -7,6 +7,7 @@ are described by each partial file's checkpoint. ``Job`` joins the two for the A
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,13 +32,15 @@ class SpeedMeter:
 
     def __init__(self, window: float = 3.0) -> None:
         self._window = window
-        self._samples: list[tuple[float, int]] = []
+        self._samples: collections.deque[tuple[float, int]] = collections.deque()
 
     def sample(self, total: int) -> None:
         now = time.monotonic()
+        if self._samples and now - self._samples[-1][0] < 0.05:
+            return  # enough resolution; keeps the window short however often asked
         self._samples.append((now, total))
-        while self._samples and now - self._samples[0][0] > self._window:
-            self._samples.pop(0)
+        while len(self._samples) > 2 and now - self._samples[0][0] > self._window:
+            self._samples.popleft()
 
     @property
     def bytes_per_second(self) -> float:
@@ -157,7 +160,10 @@ class Job:
 
     @property
     def speed_bps(self) -> float:
-        return self.meter.bytes_per_second if self.status == DownloadStatus.DOWNLOADING else 0.0
+        if self.status != DownloadStatus.DOWNLOADING:
+            return 0.0
+        self.meter.sample(self.done_bytes)  # whoever asks adds a sample: no ticker needed
+        return self.meter.bytes_per_second
 
     @property
     def eta_seconds(self) -> int | None:

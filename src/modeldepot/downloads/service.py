@@ -32,7 +32,7 @@ from modeldepot.config.service import ConfigService
 from modeldepot.downloads import repo
 from modeldepot.downloads.jobs import Job
 from modeldepot.downloads.limiter import TokenBucket
-from modeldepot.downloads.retry import RetryPolicy
+from modeldepot.downloads.retry import RetryPolicy, is_transient
 from modeldepot.downloads.runner import (
     BlobRegistry,
     JobRunner,
@@ -415,7 +415,10 @@ class DownloadService:
         job.error_code, job.error_message = error.code, error.message
         if job.status != S.FAILED:
             job.move_to(S.FAILED)
-        if error.code in ("DISK_FULL", "INSUFFICIENT_STORAGE"):
+        if not is_transient(error):
+            # Only a download that ran out of retries on a flaky network is worth resuming
+            # (the next start continues from the partial files); after anything permanent
+            # (refused source, missing file, bad bytes, full disk) nothing is left behind.
             await self._discard_partials(job)
         logger.warning(
             "Download %s of %s failed: %s", job.id, job.model_id, error.message, exc_info=error

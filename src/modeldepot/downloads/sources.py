@@ -26,6 +26,7 @@ import httpx
 from modeldepot.downloads.retry import parse_retry_after
 from modeldepot.errors import (
     DepotError,
+    RedirectError,
     TransferInterrupted,
     UnsafeSource,
     UpstreamError,
@@ -138,7 +139,7 @@ async def resolve(
     for _hop in range(MAX_REDIRECTS + 1):
         await policy.check(url)
         if url in seen:
-            raise UpstreamProtocolError("Redirect loop", details={"url": _safe(url)})
+            raise RedirectError("Redirect loop", details={"url": _safe(url)})
         seen.add(url)
         headers = {"Accept-Encoding": "identity"} | auth_headers(
             url, hub_url=policy.hub_url, token=token
@@ -162,7 +163,7 @@ async def resolve(
             etag=response.headers.get("etag") or linked_etag,
             accepts_ranges=response.headers.get("accept-ranges", "").lower() == "bytes",
         )
-    raise UpstreamProtocolError(f"More than {MAX_REDIRECTS} redirects", details={"url": _safe(url)})
+    raise RedirectError(f"More than {MAX_REDIRECTS} redirects", details={"url": _safe(url)})
 
 
 async def request(
