@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import anyio
-
+from modeldepot.blocking import run
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.catalog.schemas import CatalogEntry, HubSource
 from modeldepot.downloads.jobs import Job
@@ -120,9 +119,9 @@ class JobRunner:
     on_file_done: Callable[[], Awaitable[None]]
 
     async def run(self) -> None:
-        pending = await anyio.to_thread.run_sync(self._link_present_files)
+        pending = await run(self.context.executor, self._link_present_files)
         needed = sum(f.size or 0 for f in pending)
-        await anyio.to_thread.run_sync(self.space.ensure, needed)
+        await run(self.context.executor, self.space.ensure, needed)
         limit = asyncio.Semaphore(FILES_IN_PARALLEL)
 
         async def fetch(file: ManifestFile) -> None:
@@ -164,12 +163,12 @@ class JobRunner:
 
     async def _fetch_file(self, file: ManifestFile) -> None:
         async with self.blobs.claim(file.digest) as other_blob:
-            if other_blob is not None and await anyio.to_thread.run_sync(
-                self._adopt, file, other_blob
+            if other_blob is not None and await run(
+                self.context.executor, self._adopt, file, other_blob
             ):
                 await self._mark_verified(file)
                 return
-            if await anyio.to_thread.run_sync(self._present, file):
+            if await run(self.context.executor, self._present, file):
                 await self._mark_verified(file)
                 return
             url = file_url(
@@ -179,8 +178,12 @@ class JobRunner:
             self.job.fetches[file.path] = fetch
             digest = await fetch.run()
             self.blobs.publish(digest, self.layout.blob_path(digest))
-            await anyio.to_thread.run_sync(
-                self.layout.link_snapshot_file, self.job.commit, file.path, digest
+            await run(
+                self.context.executor,
+                self.layout.link_snapshot_file,
+                self.job.commit,
+                file.path,
+                digest,
             )
             self.job.last_byte_at = fetch.last_byte_at or self.job.last_byte_at
             await self._mark_verified(file)

@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import anyio
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
+from modeldepot.blocking import run
 from modeldepot.catalog.manifest import Manifest
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
@@ -126,7 +126,7 @@ class DownloadService:
             if job.status in (S.DOWNLOADING, S.VERIFYING):
                 job.status = S.QUEUED  # interrupted: resume from the checkpoints
                 await self._save(job)
-        await anyio.to_thread.run_sync(self._collect_orphans, unfinished)
+        await run(self._executor, self._collect_orphans, unfinished)
         await self._kick()
 
     def _collect_orphans(self, unfinished: list[Job]) -> None:
@@ -188,7 +188,7 @@ class DownloadService:
                     success=True, message=f"{entry.id} is already available", new_status="COMPLETED"
                 )
             job = self._new_job(request, manifest)
-            await anyio.to_thread.run_sync(self._space_check(job).ensure, self._remaining(job))
+            await run(self._executor, self._space_check(job).ensure, self._remaining(job))
             self._remember(job)
             await self._save(job)
         await self._announce(job)
@@ -352,7 +352,7 @@ class DownloadService:
             await runner.run()
             job.move_to(S.VERIFYING)
             await self._changed(job)
-            await anyio.to_thread.run_sync(runner.publish_ref)
+            await run(self._executor, runner.publish_ref)
             job.move_to(S.COMPLETED)
         except asyncio.CancelledError:
             await self._stopped(job)
@@ -428,7 +428,7 @@ class DownloadService:
     async def _discard_partials(self, job: Job) -> None:
         files = job.files or await self._files_of(job)
         layout = RepoLayout(self._models_dir, job.repo_id)
-        await anyio.to_thread.run_sync(cleanup_partials, layout, files)
+        await run(self._executor, cleanup_partials, layout, files)
 
     async def _files_of(self, job: Job) -> tuple[Any, ...]:
         manifest = await self._catalog.manifest_for_commit(job.model_id, job.commit)

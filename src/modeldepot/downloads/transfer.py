@@ -29,9 +29,9 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
 import httpx
 
+from modeldepot.blocking import run
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.downloads.hashing import TrailingHasher
 from modeldepot.downloads.limiter import TokenBucket, take_all
@@ -153,7 +153,7 @@ class FileFetch:
         try:
             digest = await self._fetch_and_verify(source)
             if digest is None:
-                await anyio.to_thread.run_sync(self.partial.discard)
+                await run(self.ctx.executor, self.partial.discard)
                 digest = await self._fetch_and_verify(source, fresh=True)
             if digest is None:
                 raise ChecksumMismatch(
@@ -162,7 +162,7 @@ class FileFetch:
                     details={"path": self.file.path},
                 )
         except ChecksumMismatch:
-            await anyio.to_thread.run_sync(self.partial.discard)
+            await run(self.ctx.executor, self.partial.discard)
             raise
         finally:
             self.partial.close()
@@ -194,11 +194,9 @@ class FileFetch:
     async def _fetch_and_verify(self, source: ResolvedSource, *, fresh: bool = False) -> str | None:
         """Download everything; return the digest if it matches the manifest, else None."""
         etag = source.etag
-        plan = (
-            None if fresh else await anyio.to_thread.run_sync(lambda: self.partial.open(etag=etag))
-        )
+        plan = None if fresh else await run(self.ctx.executor, self.partial.open, etag=etag)
         if fresh:
-            await anyio.to_thread.run_sync(lambda: self.partial.open(etag=None))
+            await run(self.ctx.executor, self.partial.open, etag=None)
         settings = self.ctx.settings
         self.plan = plan or SegmentPlan.create(
             self.size, connections=settings.connections_per_file, min_segment=settings.min_segment
@@ -212,20 +210,20 @@ class FileFetch:
                 hexdigest = await self._download(source.url, etag=etag, single=single)
             except _RestartFile as restart:
                 etag, single = restart.etag, restart.single_connection
-                await anyio.to_thread.run_sync(self.partial.truncate)
+                await run(self.ctx.executor, self.partial.truncate)
                 self.plan.reset()
                 continue
             if self.expected_hex is not None and hexdigest != self.expected_hex:
                 return None
             digest = make_digest(self.algorithm, hexdigest)
             blob = self.blobs_dir / parse_digest(digest)[1]
-            await anyio.to_thread.run_sync(self.partial.promote, blob)
+            await run(self.ctx.executor, self.partial.promote, blob)
             return digest
         raise UpstreamProtocolError(f"{self.file.path} kept changing upstream while downloading")
 
     async def _download(self, url: str, *, etag: str | None, single: bool) -> str:
         hasher = TrailingHasher(self.partial.fd, algorithm=self.algorithm, size=self.size)
-        hashing = asyncio.create_task(anyio.to_thread.run_sync(hasher.run))
+        hashing = asyncio.create_task(run(self.ctx.executor, hasher.run))
         try:
             async with asyncio.TaskGroup() as group:
                 workers = 1 if single else self.ctx.settings.connections_per_file
@@ -248,9 +246,7 @@ class FileFetch:
             if not self.plan.complete:
                 hasher.stop()
             with contextlib.suppress(DepotError, OSError):
-                await anyio.to_thread.run_sync(
-                    lambda: self.partial.checkpoint(self.plan, etag=etag)
-                )
+                await run(self.ctx.executor, self.partial.checkpoint, self.plan, etag=etag)
             result = await hashing
         if result is None:
             raise TransferInterrupted(f"{self.file.path}: hashing stopped early")
@@ -260,16 +256,17 @@ class FileFetch:
         self, etag: str | None, hasher: TrailingHasher, done: asyncio.Event
     ) -> None:
         """Checkpoint every interval until ``done``; a write in progress is never abandoned
-        (an abandoned thread could recreate a checkpoint after the file was promoted)."""
+        (an abandoned thread could recreate a checkpoint after the file was promoted or
+        discarded)."""
         while not done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), self.ctx.settings.checkpoint_interval)
             if done.is_set():
                 return
             hasher.advance(self.plan.contiguous_prefix())
-            await asyncio.shield(
-                anyio.to_thread.run_sync(lambda: self.partial.checkpoint(self.plan, etag=etag))
-            )
+            # blocking.run waits for the thread even when cancelled: a checkpoint is never
+            # written after the caller has moved on (and perhaps deleted the partial file).
+            await run(self.ctx.executor, self.partial.checkpoint, self.plan, etag=etag)
 
     async def _worker(
         self, url: str, *, etag: str | None, single: bool, hasher: TrailingHasher

@@ -1,0 +1,37 @@
+"""Blocking work (disk IO, fsync, hashing) on worker threads, never abandoned half-done.
+
+``asyncio.to_thread`` and anyio's ``run_sync`` return as soon as the awaiting task is
+cancelled while the thread keeps running: a checkpoint or a rename could then land after
+the caller has moved on (deleted the partial file, reported the job stopped). ``run``
+waits for the thread to finish before letting the cancellation through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def run(
+    executor: Executor, function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """Run ``function`` on ``executor``; on cancellation, let it finish first.
+
+    Long waits (a hasher following a download) and quick IO share the executor, so it
+    must be large enough for both (the download service sizes its own).
+    """
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(executor, functools.partial(function, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await future
+        raise
