@@ -47,7 +47,7 @@ def fast_settings(make_settings: SettingsFactory, local_hub: LocalHub) -> Callab
         values: dict[str, Any] = {
             "hf_endpoint": local_hub.endpoint,
             "min_segment_mb": 0.25,
-            "stall_timeout_seconds": 0.5,
+            "stall_timeout_seconds": 3,  # generous: a loaded CI machine is not a stall
             "retry_base_delay_seconds": 0.01,
             "retry_max_delay_seconds": 0.05,
             "checkpoint_interval_seconds": 0.05,

@@ -168,13 +168,9 @@ class _Reader:
             want = min(step, len(self.view) - self.filled, self._room())
             if want <= 0:
                 break
-            # read1: at most one system call, so a slow link still reports its progress
-            # (readinto would block until the whole buffer is full).
-            chunk = self.response.read1(want)
-            n = len(chunk)
+            n = self._read_some(want)
             if not n:
                 break
-            self.view[self.filled : self.filled + n] = chunk
             self.options.throttle(n)
             self.filled += n
             self.segment.received = self.filled
@@ -185,6 +181,23 @@ class _Reader:
         self._flush(time.monotonic())
         if not self.segment.complete:
             raise TransferInterrupted("the server closed the body early")
+
+    def _read_some(self, want: int) -> int:
+        """At most one system call (a slow link still shows progress), straight into the
+        buffer when the body has a Content-Length (every 206 has): no allocation, no copy.
+        ``HTTPResponse.readinto`` would block until the buffer is full; chunked bodies go
+        through ``read1``."""
+        response = self.response
+        target = self.view[self.filled : self.filled + want]
+        if response.chunked or response.length is None or response.fp is None:
+            chunk = response.read1(want)
+            target[: len(chunk)] = chunk
+            return len(chunk)
+        n = response.fp.readinto1(target[: min(want, response.length)]) if response.length else 0
+        response.length -= n
+        if response.length == 0 or n == 0:
+            response.close()  # body complete (or cut): as http.client does at its end
+        return n
 
     def _room(self) -> int:
         # Read fresh: another connection may have stolen the tail of this segment.

@@ -60,7 +60,7 @@ from modeldepot.errors import (
 )
 from modeldepot.events import PROGRESS_HZ, DownloadProgress, EventBus
 from modeldepot.settings import Settings
-from modeldepot.store.layout import PARTIAL_SUFFIX, RepoLayout
+from modeldepot.store.layout import PARTIAL_SUFFIX, RepoLayout, sweep_temp_files
 from modeldepot.store.scan import list_repos
 
 logger = logging.getLogger(__name__)
@@ -130,15 +130,20 @@ class DownloadService:
         await self._kick()
 
     def _collect_orphans(self, unfinished: list[Job]) -> None:
-        """Blocking: delete partial files that no unfinished job will resume (item 31)."""
+        """Blocking, at start-up: in every managed repository remove the temp files of
+        writes a crash interrupted; remove partial files that no unfinished job will
+        resume, and checkpoints left beside blobs already promoted (items 24, 31)."""
         keep = {job.repo_id for job in unfinished}
         for repo_on_disk in list_repos(self._models_dir):
-            if repo_on_disk.repo_id in keep or not self._is_managed(repo_on_disk.repo_id):
-                continue
-            blobs = self._models_dir / repo_on_disk.folder / "blobs"
-            for leftover in blobs.glob(f"*{PARTIAL_SUFFIX}*"):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
+            if not self._is_managed(repo_on_disk.repo_id):
+                continue  # never touch what is not ours
+            repo_dir = self._models_dir / repo_on_disk.folder
+            sweep_temp_files(repo_dir)
+            for leftover in (repo_dir / "blobs").glob(f"*{PARTIAL_SUFFIX}*"):
+                blob = leftover.with_name(leftover.name.split(PARTIAL_SUFFIX)[0])
+                if repo_on_disk.repo_id not in keep or blob.exists():
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
 
     def _is_managed(self, repo_id: str) -> bool:
         return any(entry.repo_id == repo_id for entry in self._catalog.entries.values())
@@ -194,10 +199,8 @@ class DownloadService:
         await self._announce(job)
         await self._kick()
         return ManageResponse(
-            success=True,
-            message="Download started successfully"
-            if job.status == S.DOWNLOADING
-            else "Download queued",
+            success=job.status != S.FAILED,
+            message=_start_message(job),
             download_id=job.id,
             new_status=job.status.value,
             estimated_completion=self._estimate(job),
@@ -575,6 +578,14 @@ class DownloadService:
             await self._slots.set_limit(downloads.max_connections)
         if "downloads.max_concurrent_downloads" in keys:
             await self._kick()
+
+
+def _start_message(job: Job) -> str:
+    if job.status == S.FAILED:
+        return f"Download failed at once: {job.error_message}"
+    if job.status == S.QUEUED:
+        return "Download queued"
+    return "Download started successfully"
 
 
 def _recovered(job: Job) -> None:

@@ -25,6 +25,7 @@ Repositories not in the catalogue are read for reporting only, never written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -168,6 +169,24 @@ class RepoLayout:
             tmp.unlink(missing_ok=True)
             raise StorageError(f"Cannot link {relpath}: {exc.strerror}") from exc
         return link
+
+
+def sweep_temp_files(repo_dir: Path) -> list[Path]:
+    """Remove what interrupted atomic writes left in one repository: ``.*.tmp`` in
+    ``blobs/`` and ``refs/``, ``.*.tmp-link`` in ``snapshots/``. Only safe when nothing
+    writes there (start-up): these names belong to writers that died.
+
+    A stray ``refs/.main.123.tmp`` would make huggingface_hub call the repo corrupted.
+    """
+    removed = []
+    patterns = (("blobs", ".*.tmp"), ("refs", "**/.*.tmp"), ("snapshots", "**/.*.tmp-link"))
+    for folder, pattern in patterns:
+        for leftover in (repo_dir / folder).glob(pattern):
+            if leftover.is_symlink() or leftover.is_file():
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+                    removed.append(leftover)
+    return removed
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
