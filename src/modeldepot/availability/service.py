@@ -30,6 +30,7 @@ from modeldepot.catalog.manifest import Manifest, select_files
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService, ManifestState
 from modeldepot.events import EventBus, ModelAvailabilityChange
+from modeldepot.singleflight import SingleFlight
 from modeldepot.store.layout import RepoLayout
 from modeldepot.store.scan import FileObservation, manifest_from_cache, observe_snapshot
 
@@ -66,7 +67,7 @@ class AvailabilityService:
         self._bus = bus
         self._ttl = cache_ttl
         self._cache: dict[str, tuple[float, ModelStatus]] = {}
-        self._inflight: dict[str, asyncio.Task[ModelStatus]] = {}
+        self._observing: SingleFlight[str, ModelStatus] = SingleFlight("status")
         self._contributors: list[StatusContributor] = []
         catalog.on_manifest_change(self._on_manifest_change)
 
@@ -96,12 +97,7 @@ class AvailabilityService:
 
     async def recompute(self, model_id: str) -> ModelStatus:
         """Observe the disk now (joining an observation already running)."""
-        task = self._inflight.get(model_id)
-        if task is None:
-            task = asyncio.create_task(self._compute(model_id), name=f"status:{model_id}")
-            self._inflight[model_id] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(model_id, None))
-        return await asyncio.shield(task)
+        return await self._observing.run(model_id, lambda: self._compute(model_id))
 
     def cached_statuses(self) -> list[ModelStatus]:
         """The last computed statuses, without observing anything (for metrics)."""

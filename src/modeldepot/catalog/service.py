@@ -24,6 +24,7 @@ from modeldepot.catalog.resolver import SourceResolver
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.errors import ModelNotFound, UpstreamError
 from modeldepot.ids import validate_model_id
+from modeldepot.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class CatalogService:
         self._sessions = sessions
         self._states: dict[str, ManifestState] = {m: ManifestState(None) for m in self._entries}
         self._limit = asyncio.Semaphore(concurrency)
-        self._inflight: dict[str, asyncio.Task[ManifestState]] = {}
+        self._resolving: SingleFlight[str, ManifestState] = SingleFlight("resolve")
         self._listeners: list[ManifestListener] = []
 
     # --- entries -------------------------------------------------------------------------
@@ -124,12 +125,7 @@ class CatalogService:
             ModelNotFound, InvalidModelId: see :meth:`get`.
         """
         self.get(model_id)
-        task = self._inflight.get(model_id)
-        if task is None:
-            task = asyncio.create_task(self._refresh(model_id), name=f"resolve:{model_id}")
-            self._inflight[model_id] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(model_id, None))
-        return await asyncio.shield(task)
+        return await self._resolving.run(model_id, lambda: self._refresh(model_id))
 
     async def refresh_all(self) -> None:
         await asyncio.gather(*(self.refresh(model_id) for model_id in self._entries))

@@ -207,14 +207,7 @@ class DownloadService:
         )
 
     async def pause(self, request: ManageRequest) -> ManageResponse:
-        job = self._active_job(request.model_id)
-        if job.task is not None:
-            job.stop_reason = "pause"
-            job.task.cancel()
-            await asyncio.gather(job.task, return_exceptions=True)
-        else:
-            job.move_to(S.PAUSED)
-            await self._changed(job)
+        job = await self._stop(request.model_id, reason="pause")
         return ManageResponse(
             success=True,
             message="Download paused successfully",
@@ -236,21 +229,25 @@ class DownloadService:
         )
 
     async def cancel(self, request: ManageRequest) -> ManageResponse:
-        job = self._active_job(request.model_id)
-        if job.task is not None:
-            job.stop_reason = "cancel"
-            job.task.cancel()
-            await asyncio.gather(job.task, return_exceptions=True)
-        else:
-            job.move_to(S.CANCELLED)
-            await self._discard_partials(job)
-            await self._changed(job)
+        job = await self._stop(request.model_id, reason="cancel")
         return ManageResponse(
             success=True,
             message="Download cancelled",
             download_id=job.id,
             new_status=job.status.value,
         )
+
+    async def _stop(self, model_id: str, *, reason: str) -> Job:
+        """Pause or cancel: a running job is interrupted (its runner records the new
+        state); a queued or paused one changes state here."""
+        job = self._active_job(model_id)
+        job.stop_reason = reason
+        if job.task is not None:
+            job.task.cancel()
+            await asyncio.gather(job.task, return_exceptions=True)
+        else:
+            await self._stopped(job)
+        return job
 
     async def update(self, request: ManageRequest) -> ManageResponse:
         job = self._active_job(request.model_id)
