@@ -78,7 +78,7 @@ try:
     if progress["status"] != "COMPLETED":
         raise SystemExit(f"download {progress['status']}: {progress['error_message']}")
     print(json.dumps({
-        "event": "completed", "seconds": seconds,
+        "event": "completed", "timed_seconds": seconds,
         "last_byte_at": progress["last_byte_at"], "available_at": progress["available_at"],
     }))
 finally:
@@ -322,7 +322,9 @@ def parse_completed(stdout: str) -> Facts:
         except ValueError:
             continue
         if isinstance(event, dict) and event.get("event") == "completed":
-            seconds = event.get("seconds") if "last_byte_at" in event else None
+            # Only the service driver times itself (from the start request); the CLI's
+            # own "seconds" would leave out its start-up, so its wall time is used.
+            seconds = event.get("timed_seconds")
             own = float(seconds) if isinstance(seconds, int | float) else None
             try:
                 gap = float(event["available_at"]) - float(event["last_byte_at"])
