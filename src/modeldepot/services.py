@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.builtin import BUILTIN_CATALOG
+from modeldepot.catalog.hubclient import install_guarded_client
 from modeldepot.catalog.loader import load_catalog_file, merge_catalogs
 from modeldepot.catalog.resolver import SourceResolver
 from modeldepot.catalog.schemas import CatalogEntry
@@ -102,6 +103,7 @@ async def open_services(
         ConfigError, CatalogError, StorageError: the configuration cannot be used.
     """
     entries = load_entries(settings, extra_entries, include_builtin=include_builtin)
+    install_guarded_client()
     config = ConfigService(settings)
     models_dir = config.models_dir
     writable = prepare_models_dir(models_dir)

@@ -93,3 +93,24 @@ async def test_url_sources_pinned_need_no_network_and_unpinned_learn_their_size(
         len(data),
         None,
     )
+
+
+async def test_hub_gzip_bomb_is_refused_unread(
+    local_hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    from modeldepot.testing import GzipBomb
+    from tests.support import run_app
+
+    local_hub.create_repo("acme/bomb", demo_repo_files("t2v"))
+    local_hub.create_repo("acme/fine", demo_repo_files("i2v"))
+    local_hub.faults.add(GzipBomb(inflated_size=10**8), server="hub", path="/api/models/acme/bomb*")
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    entries = (hub_entry("bomb", "acme/bomb"), hub_entry("fine", "acme/fine"))
+    async with run_app(settings, entries=entries) as app:
+        bomb = (await app.client.get("/api/v1/models/status/detailed/bomb")).json()
+        fine = (await app.client.get("/api/v1/models/status/detailed/fine")).json()
+    assert bomb["source_error_code"] == "UPSTREAM_PROTOCOL_ERROR"
+    assert "Content-Encoding gzip" in bomb["source_error"]
+    assert fine["latest_version"] is not None
+    api = [r for r in local_hub.requests if r.path.startswith("/api/models/acme/")]
+    assert all(r.headers.get("accept-encoding") == "identity" for r in api)

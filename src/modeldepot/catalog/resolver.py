@@ -25,12 +25,14 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from modeldepot.catalog.hubclient import MetadataTooLarge
 from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.schemas import CatalogEntry, HubSource, UrlSource
 from modeldepot.errors import (
     DepotError,
     UpstreamError,
     UpstreamNotFound,
+    UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamTimeout,
     UpstreamUnauthorized,
@@ -182,6 +184,10 @@ def _translate_hub_error(exc: Exception, source: HubSource, endpoint: str) -> Up
         )
     if isinstance(exc, HfHubHTTPError):
         return _translate_status(exc, repo, details)
+    if isinstance(exc, MetadataTooLarge):
+        return UpstreamProtocolError(
+            f"The hub's answer for {repo} was refused: {exc}", details=details
+        )
     if isinstance(exc, httpx2.TimeoutException):
         return UpstreamTimeout(f"The hub at {endpoint} did not answer in time", details=details)
     return UpstreamUnavailable(f"The hub at {endpoint} cannot be reached: {exc}", details=details)
