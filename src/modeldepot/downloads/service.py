@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.blocking import run
-from modeldepot.catalog.manifest import Manifest
+from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
 from modeldepot.downloads import repo
@@ -430,7 +430,7 @@ class DownloadService:
         layout = RepoLayout(self._models_dir, job.repo_id)
         await run(self._executor, cleanup_partials, layout, files)
 
-    async def _files_of(self, job: Job) -> tuple[Any, ...]:
+    async def _files_of(self, job: Job) -> tuple[ManifestFile, ...]:
         manifest = await self._catalog.manifest_for_commit(job.model_id, job.commit)
         return manifest.files if manifest else ()
 
