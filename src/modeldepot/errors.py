@@ -6,11 +6,13 @@
     ├── NotFound (404 NOT_FOUND)
     │   ├── ModelNotFound (404 MODEL_NOT_FOUND)
     │   ├── DownloadNotFound (404 DOWNLOAD_NOT_FOUND)
+    │   ├── CheckNotFound (404 CHECK_NOT_FOUND)
     │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
     ├── Conflict (409 CONFLICT)
     │   └── DownloadInProgress (409 DOWNLOAD_IN_PROGRESS)
     ├── InvalidInput (422 VALIDATION_ERROR)
     │   ├── InvalidModelId (422 INVALID_MODEL_ID)
+    │   ├── InvalidCheckId (422 INVALID_CHECK_ID)
     │   └── UnsafePath (422 UNSAFE_PATH)
     ├── ConfigError (500 CONFIG_ERROR)          start-up configuration is unusable
     │   └── CatalogError (500 CATALOG_ERROR)    a catalogue file is malformed
@@ -74,6 +76,10 @@ class DownloadNotFound(NotFound):
     code = "DOWNLOAD_NOT_FOUND"
 
 
+class CheckNotFound(NotFound):
+    code = "CHECK_NOT_FOUND"
+
+
 class RouteNotFound(NotFound):
     code = "ROUTE_NOT_FOUND"
 
@@ -94,6 +100,10 @@ class InvalidInput(DepotError):
 
 class InvalidModelId(InvalidInput):
     code = "INVALID_MODEL_ID"
+
+
+class InvalidCheckId(InvalidInput):
+    code = "INVALID_CHECK_ID"
 
 
 class UnsafePath(InvalidInput):

@@ -48,6 +48,25 @@ class ModelAvailabilityChange(Event):
     new_status: str
 
 
+class ModelHealthAlert(Event):
+    """A health check found a problem (seed message ``model_health_alert``).
+
+    ``alert_type``: ``corruption_detected`` (wrong size or hash), ``structure_invalid``
+    (a malformed file whose bytes are otherwise right), ``files_missing`` (missing files or
+    broken links). ``severity``: ``critical`` when the model cannot be used as it is,
+    ``warning`` otherwise. ``recommended_action``: ``auto_repair`` (re-fetch the bad files),
+    ``redownload`` (the whole model) or ``none`` (re-fetching cannot help).
+    """
+
+    type: Literal["model_health_alert"] = "model_health_alert"
+    model_id: str
+    alert_type: str
+    severity: Literal["warning", "critical"]
+    message: str
+    recommended_action: str
+    check_id: str | None = None
+
+
 class DownloadProgress(Event):
     """A download's progress (seed message ``model_download_progress``).
 

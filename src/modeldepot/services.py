@@ -31,6 +31,8 @@ from modeldepot.db import open_database
 from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
+from modeldepot.health.monitor import HealthMonitor
+from modeldepot.health.service import HealthService
 from modeldepot.settings import Settings
 from modeldepot.store.service import StorageService
 
@@ -47,6 +49,8 @@ class Services:
     availability: AvailabilityService
     storage: StorageService
     downloads: DownloadService
+    health: HealthService
+    health_monitor: HealthMonitor
     bus: EventBus
     http: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
@@ -130,12 +134,14 @@ async def open_services(
             )
             services.models_dir_writable = writable
             await services.downloads.load()
+            await services.health.load()
             if background:
                 _start_background(services)
             try:
                 yield services
             finally:
                 await _stop_background(services)
+                await services.health.close()
                 await services.downloads.close()
     finally:
         await transfers.aclose()
@@ -183,6 +189,16 @@ async def _build(
         models_dir=models_dir,
         client=transfers,
     )
+    health = HealthService(
+        catalog=catalog,
+        availability=availability,
+        bus=bus,
+        sessions=sessions,
+        models_dir=models_dir,
+        concurrency=settings.health_check_concurrency,
+        perf_read_bytes=int(settings.health_perf_read_mb * 1_000_000),
+    )
+    monitor = HealthMonitor(health=health, availability=availability, config=lambda: config.current)
     return Services(
         settings=settings,
         config=config,
@@ -190,6 +206,8 @@ async def _build(
         availability=availability,
         storage=storage,
         downloads=downloads,
+        health=health,
+        health_monitor=monitor,
         bus=bus,
         http=http,
         sessions=sessions,
@@ -210,6 +228,7 @@ def _start_background(services: Services) -> None:
             lambda: services.availability.run_watch_loop(settings.status_scan_interval_seconds),
         ),
         ("download-progress", services.downloads.run_progress_loop),
+        ("health-monitor", services.health_monitor.run_loop),
     ]
     for name, loop in loops:
         services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     retry_base_delay_seconds: float = Field(default=1.0, ge=0)
     retry_max_delay_seconds: float = Field(default=60.0, ge=0)
     max_retry_after_seconds: float = Field(default=300.0, ge=0)
+    health_check_concurrency: int = Field(
+        default=2, ge=1, le=32, description="Health checks running at once (across models)"
+    )
+    health_perf_read_mb: float = Field(
+        default=64, gt=0, description="Performance check: bytes read per file, at most"
+    )
 
     storage: StorageConfig = Field(default_factory=StorageConfig)
     downloads: DownloadsConfig = Field(default_factory=DownloadsConfig)

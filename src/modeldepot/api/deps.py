@@ -10,6 +10,7 @@ from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
 from modeldepot.downloads.service import DownloadService
+from modeldepot.health.service import HealthService
 from modeldepot.services import Services
 from modeldepot.store.service import StorageService
 
@@ -35,6 +36,10 @@ def _downloads(request: Request) -> DownloadService:
     return get_services(request).downloads
 
 
+def _health(request: Request) -> HealthService:
+    return get_services(request).health
+
+
 def _storage(request: Request) -> StorageService:
     return get_services(request).storage
 
@@ -45,3 +50,4 @@ CatalogDep = Annotated[CatalogService, Depends(_catalog)]
 ConfigDep = Annotated[ConfigService, Depends(_config)]
 StorageDep = Annotated[StorageService, Depends(_storage)]
 DownloadsDep = Annotated[DownloadService, Depends(_downloads)]
+HealthDep = Annotated[HealthService, Depends(_health)]

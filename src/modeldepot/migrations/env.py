@@ -7,6 +7,7 @@ from alembic import context
 from modeldepot.catalog import models as _catalog_models  # noqa: F401 - registers tables
 from modeldepot.db import Base
 from modeldepot.downloads import models as _download_models  # noqa: F401 - registers tables
+from modeldepot.health import models as _health_models  # noqa: F401 - registers tables
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

@@ -1,0 +1,50 @@
+"""``/models/health``: health of every model or one, check requests, check lookup."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from modeldepot.api.deps import HealthDep
+from modeldepot.api.envelope import ERROR_RESPONSES
+from modeldepot.api.routes import API_PREFIX
+from modeldepot.health.schemas import (
+    HealthCheckPublic,
+    HealthCheckRequest,
+    HealthCheckStarted,
+    HealthResponse,
+)
+
+router = APIRouter(prefix=f"{API_PREFIX}/models/health", tags=["health"], responses=ERROR_RESPONSES)
+
+ModelIdPath = Annotated[str, Path(description="Catalogue model id")]
+
+
+@router.get("", response_model=HealthResponse)
+async def all_health(health: HealthDep) -> HealthResponse:
+    """Health of every catalogue model and a system summary."""
+    return await health.overview()
+
+
+@router.get("/checks/{check_id}", response_model=HealthCheckPublic)
+async def get_check(
+    check_id: Annotated[str, Path(description="Id returned by a check request")],
+    health: HealthDep,
+) -> HealthCheckPublic:
+    """A check run (extension): 422 ``INVALID_CHECK_ID``, 404 ``CHECK_NOT_FOUND``."""
+    return await health.get_check(check_id)
+
+
+@router.post("/{model_id:path}/check", response_model=HealthCheckStarted)
+async def request_check(
+    model_id: ModelIdPath, request: HealthCheckRequest, health: HealthDep
+) -> HealthCheckStarted:
+    """Start a ``full``, ``integrity`` (quick) or ``performance`` check in the background."""
+    return await health.request_check(model_id, request.check_type, force=request.force_check)
+
+
+@router.get("/{model_id:path}", response_model=HealthResponse)
+async def model_health(model_id: ModelIdPath, health: HealthDep) -> HealthResponse:
+    """Health of one model, in the same shape as the list (422 bad id, 404 unknown)."""
+    return await health.model_health(model_id)
