@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,13 +26,13 @@ from modeldepot.availability.schemas import (
     ModelStatus,
     StatusSummary,
 )
-from modeldepot.catalog.manifest import Manifest, select_files
+from modeldepot.catalog.manifest import Manifest
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService, ManifestState
 from modeldepot.events import EventBus, ModelAvailabilityChange
 from modeldepot.singleflight import SingleFlight
 from modeldepot.store.layout import RepoLayout
-from modeldepot.store.scan import FileObservation, manifest_from_cache, observe_snapshot
+from modeldepot.store.scan import FileObservation, manifest_for_entry, observe_snapshot
 
 MB = 1_000_000
 GB = 1_000_000_000
@@ -155,16 +155,7 @@ def _observe(
 ) -> _Observed:
     """Blocking: derive a manifest from the cache if needed, then stat the snapshot."""
     if manifest is None and installed is not None:
-        cached = manifest_from_cache(
-            layout, model_id=entry.id, revision=entry.revision, commit=installed
-        )
-        if cached is not None:
-            files = select_files(
-                cached.files,
-                allow_patterns=entry.allow_patterns,
-                ignore_patterns=entry.ignore_patterns,
-            )
-            manifest = replace(cached, files=files)
+        manifest = manifest_for_entry(layout, entry, installed)
     if manifest is None:
         return _Observed(None, installed, ())
     commit = installed or manifest.commit

@@ -45,7 +45,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -57,11 +57,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.schemas import AvailabilityStatus, ModelStatus
 from modeldepot.availability.service import AvailabilityService
-from modeldepot.catalog.manifest import Manifest, ManifestFile, select_files
+from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
 from modeldepot.errors import CheckNotFound, InvalidCheckId
-from modeldepot.events import EventBus, ModelHealthAlert
+from modeldepot.events import EventBus
 from modeldepot.health import performance, repo
 from modeldepot.health.integrity import (
     IntegrityReport,
@@ -80,10 +80,10 @@ from modeldepot.health.schemas import (
     HealthIssue,
     HealthResponse,
     ModelHealth,
-    SystemHealth,
 )
+from modeldepot.health.views import build_alert, newest, system_health, unverified_health
 from modeldepot.store.layout import RepoLayout
-from modeldepot.store.scan import manifest_from_cache
+from modeldepot.store.scan import manifest_for_entry
 
 logger = logging.getLogger(__name__)
 
@@ -237,13 +237,13 @@ class HealthService:
     async def overview(self) -> HealthResponse:
         statuses = await self._availability.all_statuses()
         models = {m: self._model_health(s) for m, s in statuses.items()}
-        return HealthResponse(models=models, system_health=_system_health(models.values()))
+        return HealthResponse(models=models, system_health=system_health(models.values()))
 
     async def model_health(self, model_id: str) -> HealthResponse:
         """Raises: InvalidModelId, ModelNotFound."""
         status = await self._availability.status(model_id)
         models = {model_id: self._model_health(status)}
-        return HealthResponse(models=models, system_health=_system_health(models.values()))
+        return HealthResponse(models=models, system_health=system_health(models.values()))
 
     def _model_health(self, status: ModelStatus) -> ModelHealth:
         perf = self._performance.get(status.model_id)
@@ -255,11 +255,11 @@ class HealthService:
                 overall_health=verdict.overall_health,
                 integrity_score=verdict.integrity_score,
                 performance_score=perf_score,
-                last_check=_newest(verdict.finished_at, perf.finished_at if perf else None),
+                last_check=newest(verdict.finished_at, perf.finished_at if perf else None),
                 issues=verdict.issues,
                 recommendations=verdict.recommendations,
             )
-        return _unverified_health(status, perf)
+        return unverified_health(status, perf)
 
     # --- status contributor ------------------------------------------------------------
 
@@ -275,7 +275,7 @@ class HealthService:
         if verdict is None:
             return
         fields["integrity_score"] = verdict.integrity_score
-        fields["last_health_check"] = _newest(verdict.finished_at, fields["last_health_check"])
+        fields["last_health_check"] = newest(verdict.finished_at, fields["last_health_check"])
         if verdict.overall_health != "corrupted":
             return
         fields["corruption_detected"] = True
@@ -369,7 +369,7 @@ class HealthService:
             return _Installed(entry, layout, None, self._catalog.state(model_id).manifest)
         manifest = await self._catalog.manifest_for_commit(model_id, commit)
         if manifest is None:
-            manifest = await anyio.to_thread.run_sync(_manifest_from_cache, layout, entry, commit)
+            manifest = await anyio.to_thread.run_sync(manifest_for_entry, layout, entry, commit)
         return _Installed(entry, layout, commit, manifest)
 
     async def _integrity_check(self, check_id: str, installed: _Installed, *, full: bool) -> None:
@@ -533,44 +533,6 @@ class HealthService:
             self._bus.publish(alert)
 
 
-def build_alert(check: HealthCheckPublic, report: IntegrityReport) -> ModelHealthAlert | None:
-    """The alert for a check's report, or None when it found nothing wrong.
-
-    wrong size/hash -> corruption_detected (critical, auto_repair); malformed only ->
-    structure_invalid (critical; auto_repair, or none when the published file itself is
-    malformed); missing or broken links only -> files_missing (warning, auto_repair; every
-    file gone -> critical, redownload).
-    """
-    kinds = {i.kind for i in report.issues}
-    if not kinds:
-        return None
-    bad = ", ".join(f"{i.path} ({i.kind})" for i in report.issues[:3])
-    more = f" and {len(report.issues) - 3} more" if len(report.issues) > 3 else ""
-    files = f"{len(report.issues)} file{'s' if len(report.issues) != 1 else ''}"
-    upstream = any("identical to the published" in r for r in report.recommendations)
-    if kinds & {"wrong_size", "wrong_hash"}:
-        alert_type, severity, action = "corruption_detected", "critical", "auto_repair"
-        message = f"Corruption detected in {files} of {check.model_id}: {bad}{more}"
-    elif "bad_structure" in kinds:
-        alert_type, severity = "structure_invalid", "critical"
-        action = "none" if upstream else "auto_repair"
-        message = f"Malformed {files} in {check.model_id}: {bad}{more}"
-    else:
-        everything = report.overall_health == "missing"
-        alert_type = "files_missing"
-        severity = "critical" if everything else "warning"
-        action = "redownload" if everything else "auto_repair"
-        message = f"{files.capitalize()} of {check.model_id} missing: {bad}{more}"
-    return ModelHealthAlert(
-        model_id=check.model_id,
-        alert_type=alert_type,
-        severity=severity,
-        message=message,
-        recommended_action=action,
-        check_id=check.check_id,
-    )
-
-
 def _measurement(data: dict[str, Any]) -> Measurement:
     return Measurement(
         bytes_read=int(data.get("bytes_read", 0)),
@@ -578,67 +540,4 @@ def _measurement(data: dict[str, Any]) -> Measurement:
         headers_parsed=int(data.get("headers_parsed", 0)),
         header_parse_ms=float(data.get("header_parse_ms", 0.0)),
         files_read=int(data.get("files_read", 0)),
-    )
-
-
-def _manifest_from_cache(layout: RepoLayout, entry: CatalogEntry, commit: str) -> Manifest | None:
-    """Blocking: a manifest derived from the snapshot's blob names (no hub reachable)."""
-    cached = manifest_from_cache(layout, model_id=entry.id, revision=entry.revision, commit=commit)
-    if cached is None:
-        return None
-    files = select_files(
-        cached.files, allow_patterns=entry.allow_patterns, ignore_patterns=entry.ignore_patterns
-    )
-    return replace(cached, files=files)
-
-
-def _newest(*values: datetime | None) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def _unverified_health(status: ModelStatus, perf: HealthCheckPublic | None) -> ModelHealth:
-    """Health from the status's size-only observation (no integrity verdict yet)."""
-    issues = [
-        HealthIssue(path=p, kind="missing", detail="no file in the snapshot")
-        for p in status.missing_files
-    ]
-    issues += [
-        HealthIssue(path=p, kind="wrong_size", detail="size differs from the manifest")
-        for p in status.wrong_size_files
-    ]
-    if status.current_version is None:
-        health, advice = "missing", ["download the model"]
-        issues = []
-    elif status.wrong_size_files:
-        health, advice = "corrupted", ["run repair (auto) to re-fetch the files of wrong size"]
-    elif status.missing_files:
-        health, advice = "degraded", ["run repair (auto) to fetch the missing files"]
-    else:
-        health, advice = "unknown", ["run a full health check to verify every file's hash"]
-    return ModelHealth(
-        model_id=status.model_id,
-        overall_health=health,
-        integrity_score=None,
-        performance_score=perf.performance_score if perf is not None else None,
-        last_check=perf.finished_at if perf is not None else None,
-        issues=issues,
-        recommendations=advice,
-    )
-
-
-def _system_health(models: Iterable[ModelHealth]) -> SystemHealth:
-    items = list(models)
-    scores = [
-        m.integrity_score
-        for m in items
-        if m.integrity_score is not None and m.overall_health != "missing"
-    ]
-    checks = [m.last_check for m in items if m.last_check is not None]
-    return SystemHealth(
-        overall_score=round(sum(scores) / len(scores), 6) if scores else None,
-        healthy_models=sum(m.overall_health == "healthy" for m in items),
-        degraded_models=sum(m.overall_health == "degraded" for m in items),
-        corrupted_models=sum(m.overall_health == "corrupted" for m in items),
-        last_system_check=max(checks) if checks else None,
     )

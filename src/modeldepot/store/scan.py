@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from modeldepot.catalog.manifest import Manifest, ManifestFile
+from modeldepot.catalog.manifest import Manifest, ManifestFile, select_files
+from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.errors import UnsafePath
 from modeldepot.ids import is_commit_hash, make_digest
 from modeldepot.store.layout import PARTIAL_SUFFIX, REPO_TYPE_PREFIXES, RepoLayout
@@ -129,6 +130,17 @@ def manifest_from_cache(
         files=tuple(sorted(files, key=lambda f: f.path)),
         resolved_at=datetime.now(UTC),
     )
+
+
+def manifest_for_entry(layout: RepoLayout, entry: CatalogEntry, commit: str) -> Manifest | None:
+    """Blocking: ``manifest_from_cache`` narrowed to the files the catalogue entry selects."""
+    cached = manifest_from_cache(layout, model_id=entry.id, revision=entry.revision, commit=commit)
+    if cached is None:
+        return None
+    files = select_files(
+        cached.files, allow_patterns=entry.allow_patterns, ignore_patterns=entry.ignore_patterns
+    )
+    return replace(cached, files=files)
 
 
 def _cached_file(entry: Path, relpath: str, root: Path) -> ManifestFile:
