@@ -414,3 +414,35 @@ def _progress(seq: int) -> Event:
 
 def _flood_event(seq: int) -> Callable[[Message], bool]:
     return lambda m: m.get("model_id") == FLOOD and m.get("seq") == seq
+
+
+async def test_health_alert_reaches_clients_in_the_seed_shape(server: LiveServer) -> None:
+    """Download a model, flip a byte of a stored file, run a full check: an alert arrives."""
+    async with listening(server) as client:
+        await client.subscribe(model_ids=["model-a"])
+        await start_download(server, "model-a")
+        await client.wait_for(available("model-a"))
+        models_dir = server.services.models_dir
+        blob = next(models_dir.glob("models--acme--a/snapshots/*/model.safetensors"))
+        target = blob.resolve()
+        data = bytearray(target.read_bytes())
+        data[1234] ^= 0xFF
+        target.write_bytes(bytes(data))
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            answer = await http.post(
+                "/api/v1/models/health/model-a/check", json={"check_type": "full"}
+            )
+        assert answer.status_code == 200, answer.text
+        alert = await client.wait_for(lambda m: m["type"] == "model_health_alert")
+        change = await client.wait_for(
+            lambda m: m["type"] == "model_availability_change" and m["new_status"] == "CORRUPTED"
+        )
+    assert {"model_id", "alert_type", "severity", "message", "recommended_action", "timestamp"} <= (
+        alert.keys()
+    )
+    assert alert["model_id"] == "model-a"
+    assert alert["alert_type"] == "corruption_detected"
+    assert alert["severity"] == "critical"
+    assert alert["recommended_action"] == "auto_repair"
+    assert "model.safetensors" in alert["message"]
+    assert change["old_status"] == "AVAILABLE"
