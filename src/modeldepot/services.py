@@ -32,6 +32,7 @@ from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
 from modeldepot.health.monitor import HealthMonitor
+from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
 from modeldepot.settings import Settings
 from modeldepot.store.service import StorageService
@@ -50,6 +51,7 @@ class Services:
     storage: StorageService
     downloads: DownloadService
     health: HealthService
+    repairs: RepairService
     health_monitor: HealthMonitor
     bus: EventBus
     http: httpx.AsyncClient
@@ -141,6 +143,7 @@ async def open_services(
                 yield services
             finally:
                 await _stop_background(services)
+                await services.repairs.close()
                 await services.health.close()
                 await services.downloads.close()
     finally:
@@ -199,6 +202,9 @@ async def _build(
         perf_read_bytes=int(settings.health_perf_read_mb * 1_000_000),
     )
     monitor = HealthMonitor(health=health, availability=availability, config=lambda: config.current)
+    repairs = RepairService(
+        health=health, downloads=downloads, catalog=catalog, models_dir=models_dir
+    )
     return Services(
         settings=settings,
         config=config,
@@ -207,6 +213,7 @@ async def _build(
         storage=storage,
         downloads=downloads,
         health=health,
+        repairs=repairs,
         health_monitor=monitor,
         bus=bus,
         http=http,

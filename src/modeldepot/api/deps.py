@@ -10,6 +10,7 @@ from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
 from modeldepot.downloads.service import DownloadService
+from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
 from modeldepot.services import Services
 from modeldepot.store.service import StorageService
@@ -51,3 +52,10 @@ ConfigDep = Annotated[ConfigService, Depends(_config)]
 StorageDep = Annotated[StorageService, Depends(_storage)]
 DownloadsDep = Annotated[DownloadService, Depends(_downloads)]
 HealthDep = Annotated[HealthService, Depends(_health)]
+
+
+def _repairs(request: Request) -> RepairService:
+    return get_services(request).repairs
+
+
+RepairsDep = Annotated[RepairService, Depends(_repairs)]

@@ -180,22 +180,14 @@ class DownloadService:
     async def start(self, request: ManageRequest) -> ManageResponse:
         entry = self._catalog.get(request.model_id)
         async with self._lock:
-            current = self._latest.get(entry.id)
-            if current is not None and current.status.is_active:
-                raise DownloadInProgress(
-                    f"A download of {entry.id} is already {current.status.value}",
-                    details={"download_id": current.id, "status": current.status.value},
-                )
+            self._ensure_idle(entry.id)
             manifest = await self._manifest(entry.id)
             status = await self._availability.recompute(entry.id)
             if status.is_available and status.current_version == manifest.commit:
                 return ManageResponse(
                     success=True, message=f"{entry.id} is already available", new_status="COMPLETED"
                 )
-            job = self._new_job(request, manifest)
-            await run(self._executor, self._space_check(job).ensure, self._remaining(job))
-            self._remember(job)
-            await self._save(job)
+            job = await self._enqueue(request, manifest)
         await self._announce(job)
         await self._kick()
         return ManageResponse(
@@ -205,6 +197,48 @@ class DownloadService:
             new_status=job.status.value,
             estimated_completion=self._estimate(job),
         )
+
+    async def start_commit(
+        self, model_id: str, commit: str, *, priority: Priority = Priority.high
+    ) -> Job:
+        """Fetch whatever ``commit`` of the model lacks (repair keeps the installed revision).
+
+        Raises:
+            ModelNotFound, DownloadInProgress, InsufficientStorage,
+            UpstreamUnavailable: the file list of that commit was never resolved.
+        """
+        entry = self._catalog.get(model_id)
+        async with self._lock:
+            self._ensure_idle(entry.id)
+            manifest = await self._catalog.manifest_for_commit(entry.id, commit)
+            if manifest is None:
+                raise UpstreamUnavailable(
+                    f"The file list of {entry.id}@{commit} is unknown: the hub has not been "
+                    "reached for it yet",
+                    details={"model_id": entry.id, "commit": commit},
+                )
+            request = ManageRequest(
+                model_id=entry.id, action=DownloadAction.start, priority=priority
+            )
+            job = await self._enqueue(request, manifest)
+        await self._announce(job)
+        await self._kick()
+        return job
+
+    def _ensure_idle(self, model_id: str) -> None:
+        current = self._latest.get(model_id)
+        if current is not None and current.status.is_active:
+            raise DownloadInProgress(
+                f"A download of {model_id} is already {current.status.value}",
+                details={"download_id": current.id, "status": current.status.value},
+            )
+
+    async def _enqueue(self, request: ManageRequest, manifest: Manifest) -> Job:
+        job = self._new_job(request, manifest)
+        await run(self._executor, self._space_check(job).ensure, self._remaining(job))
+        self._remember(job)
+        await self._save(job)
+        return job
 
     async def pause(self, request: ManageRequest) -> ManageResponse:
         job = await self._stop(request.model_id, reason="pause")

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from modeldepot.api.deps import HealthDep
+from modeldepot.api.deps import HealthDep, RepairsDep
 from modeldepot.api.envelope import ERROR_RESPONSES
 from modeldepot.api.routes import API_PREFIX
+from modeldepot.health.repair import RepairRequest, RepairResponse
 from modeldepot.health.schemas import (
     HealthCheckPublic,
     HealthCheckRequest,
@@ -42,6 +43,15 @@ async def request_check(
 ) -> HealthCheckStarted:
     """Start a ``full``, ``integrity`` (quick) or ``performance`` check in the background."""
     return await health.request_check(model_id, request.check_type, force=request.force_check)
+
+
+@router.post("/{model_id:path}/repair", response_model=RepairResponse)
+async def repair(
+    model_id: ModelIdPath, request: RepairRequest, repairs: RepairsDep
+) -> RepairResponse:
+    """``auto``: verify, re-fetch only the bad files, verify again; ``redownload``: every
+    file of the installed commit; ``integrity_fix``: no network, re-link what verifies."""
+    return await repairs.repair(model_id, request)
 
 
 @router.get("/{model_id:path}", response_model=HealthResponse)

@@ -1,0 +1,281 @@
+"""Repair: fix only what a check found broken, through the download engine.
+
+* ``auto``: run a quick integrity check (a full one with ``force_repair``), remove the
+  snapshot links of the bad files and the blobs whose bytes are wrong, then let the
+  download engine fetch what the installed commit lacks (progress, priorities, limits and
+  resume all apply), then verify the whole model again.
+* ``redownload``: the same for every file of the installed commit; blobs another
+  revision still links are kept (they are re-verified, not re-fetched, when they match).
+* ``integrity_fix``: no network: remove temp files of interrupted writes, re-link snapshot
+  entries whose blob is present and verifies, then verify again.
+
+Nothing outside the model's repository folder is touched and no link is followed out of
+the models directory: removals are of the snapshot entry itself (never its target) and of
+blobs addressed by the manifest's digest inside the repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field
+
+from modeldepot.catalog.manifest import Manifest, ManifestFile
+from modeldepot.catalog.service import CatalogService
+from modeldepot.downloads.hashing import new_hasher
+from modeldepot.downloads.service import DownloadService
+from modeldepot.errors import Conflict, UnsafePath, UpstreamUnavailable
+from modeldepot.health.schemas import HealthIssue
+from modeldepot.health.service import HealthService
+from modeldepot.ids import parse_digest
+from modeldepot.store.layout import RepoLayout, contain, sweep_temp_files
+
+RepairType = Literal["auto", "redownload", "integrity_fix"]
+# A file reported bad_structure hashes to the manifest (a wrong hash would be reported
+# first): the published file itself is malformed, and fetching it again cannot help.
+_FETCH_AGAIN = {"missing", "wrong_size", "wrong_hash", "broken_link", "outside_root"}
+_WRONG_BYTES = {"wrong_size", "wrong_hash"}
+
+
+class RepairRequest(BaseModel):
+    """Body of ``POST /models/health/{model_id}/repair``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repair_type: RepairType = "auto"
+    force_repair: bool = False
+
+
+class RepairResponse(BaseModel):
+    success: bool
+    repair_id: str
+    actions_taken: list[str] = Field(description="What was done before answering")
+    estimated_completion: datetime | None
+    download_id: str | None = None
+    files: list[str] = Field(default_factory=list, description="Files repaired or re-fetched")
+
+
+@dataclass
+class _Plan:
+    commit: str
+    manifest: Manifest
+    layout: RepoLayout
+    issues: list[HealthIssue] = field(default_factory=list)
+
+
+class RepairService:
+    def __init__(
+        self,
+        *,
+        health: HealthService,
+        downloads: DownloadService,
+        catalog: CatalogService,
+        models_dir: Path,
+    ) -> None:
+        self._health = health
+        self._downloads = downloads
+        self._catalog = catalog
+        self._models_dir = models_dir
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def repair(self, model_id: str, request: RepairRequest) -> RepairResponse:
+        """Start a repair; what was already done is in ``actions_taken``.
+
+        Raises:
+            ModelNotFound, InvalidModelId, DownloadInProgress, InsufficientStorage,
+            UpstreamUnavailable (file list of the installed commit unknown), Conflict
+            (nothing installed to repair: start a download instead).
+        """
+        plan = await self._plan(model_id)
+        repair_id = f"repair_{secrets.token_hex(8)}"
+        if request.repair_type == "integrity_fix":
+            return await self._integrity_fix(repair_id, model_id, plan)
+        actions = []
+        if request.repair_type == "auto":
+            # Quick unless forced: files changed since their last verification are hashed.
+            verdict = await self._health.run_check(
+                model_id, "integrity", force=request.force_repair
+            )
+            actions.append("integrity_check")
+            bad = [i for i in verdict.issues if i.kind in _FETCH_AGAIN]
+        else:
+            bad = [
+                HealthIssue(path=f.path, kind="wrong_hash", detail="redownload")
+                for f in plan.manifest.files
+            ]
+        if not bad:
+            return RepairResponse(
+                success=True,
+                repair_id=repair_id,
+                actions_taken=[*actions, "nothing_to_repair"],
+                estimated_completion=datetime.now(UTC),
+            )
+        removed = await anyio.to_thread.run_sync(_remove_bad, plan, bad)
+        actions.append("removed_corrupt_files")
+        job = await self._downloads.start_commit(model_id, plan.commit)
+        actions.append("partial_redownload" if request.repair_type == "auto" else "redownload")
+        self._follow(model_id, job.id)
+        return RepairResponse(
+            success=True,
+            repair_id=repair_id,
+            actions_taken=actions,
+            estimated_completion=_eta(job.total_bytes),
+            download_id=job.id,
+            files=removed,
+        )
+
+    async def _plan(self, model_id: str) -> _Plan:
+        entry = self._catalog.get(model_id)
+        layout = RepoLayout(self._models_dir, entry.repo_id)
+        commit = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
+        if commit is None:
+            raise Conflict(
+                f"Nothing of {model_id} is installed: start a download instead",
+                details={"model_id": model_id},
+            )
+        manifest = await self._catalog.manifest_for_commit(model_id, commit)
+        if manifest is None:
+            manifest = await self._catalog_refresh_manifest(model_id, commit)
+        return _Plan(commit=commit, manifest=manifest, layout=layout)
+
+    async def _catalog_refresh_manifest(self, model_id: str, commit: str) -> Manifest:
+        await self._catalog.refresh(model_id)
+        manifest = await self._catalog.manifest_for_commit(model_id, commit)
+        if manifest is None:
+            raise UpstreamUnavailable(
+                f"The file list of {model_id}@{commit} is unknown; repair needs the hub once",
+                details={"model_id": model_id, "commit": commit},
+            )
+        return manifest
+
+    async def _integrity_fix(self, repair_id: str, model_id: str, plan: _Plan) -> RepairResponse:
+        actions = (
+            ["removed_temp_files"]
+            if await anyio.to_thread.run_sync(sweep_temp_files, plan.layout.path)
+            else []
+        )
+        relinked = await anyio.to_thread.run_sync(_relink_verified, plan)
+        if relinked:
+            actions.append("relinked_snapshot_files")
+        if not plan.layout.ref_path(plan.manifest.revision).exists():
+            await anyio.to_thread.run_sync(
+                plan.layout.write_ref, plan.manifest.revision, plan.commit
+            )
+            actions.append("restored_ref")
+        check = await self._health.request_check(model_id, "integrity", force=True)
+        actions.append("integrity_check")
+        return RepairResponse(
+            success=True,
+            repair_id=repair_id,
+            actions_taken=actions,
+            estimated_completion=check.estimated_completion,
+            files=relinked,
+        )
+
+    def _follow(self, model_id: str, download_id: str) -> None:
+        """After the download, verify the whole model again (in the background)."""
+
+        async def verify_when_done() -> None:
+            while True:
+                job = self._downloads.job(model_id)
+                if job is None or job.id != download_id or job.status.is_terminal:
+                    break
+                await asyncio.sleep(0.1)
+            await self._health.run_check(model_id, "full", force=True)
+
+        task = asyncio.create_task(verify_when_done(), name=f"repair-verify:{model_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def run_until_idle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _remove_bad(plan: _Plan, bad: list[HealthIssue]) -> list[str]:
+    """Blocking: unlink the snapshot entries of bad files, and blobs with wrong bytes."""
+    by_path = {f.path: f for f in plan.manifest.files}
+    removed = []
+    for issue in bad:
+        file = by_path.get(issue.path)
+        if file is None:
+            continue
+        _unlink_entry(plan.layout, plan.commit, file)
+        if issue.kind in _WRONG_BYTES and file.digest is not None:
+            blob = plan.layout.blob_path(file.digest)
+            if blob.is_file() and not blob.is_symlink() and not _linked_elsewhere(plan, blob):
+                blob.unlink()
+        removed.append(file.path)
+    return removed
+
+
+def _unlink_entry(layout: RepoLayout, commit: str, file: ManifestFile) -> None:
+    entry = layout.snapshot_file(commit, file.path)
+    try:
+        contain(layout.root, entry.parent)  # a parent linked out of the root: leave it
+    except UnsafePath:
+        return
+    if entry.is_symlink() or entry.is_file():
+        entry.unlink()
+
+
+def _linked_elsewhere(plan: _Plan, blob: Path) -> bool:
+    """Does another revision's snapshot still point at ``blob``? (then it is re-verified
+    by the download, not deleted: another revision's files are never touched)."""
+    snapshots = plan.layout.path / "snapshots"
+    for other in snapshots.iterdir() if snapshots.is_dir() else ():
+        if other.name == plan.commit:
+            continue
+        for link in other.rglob("*"):
+            with contextlib.suppress(OSError):
+                if link.is_symlink() and link.resolve() == blob.resolve():
+                    return True
+    return False
+
+
+def _relink_verified(plan: _Plan) -> list[str]:
+    """Blocking: re-create missing or broken snapshot links whose blob hashes right."""
+    relinked = []
+    for file in plan.manifest.files:
+        if file.digest is None:
+            continue
+        entry = plan.layout.snapshot_file(plan.commit, file.path)
+        if entry.exists():
+            continue
+        blob = plan.layout.blob_path(file.digest)
+        if blob.is_file() and not blob.is_symlink() and _hashes_to(blob, file):
+            if entry.is_symlink():
+                entry.unlink()
+            plan.layout.link_snapshot_file(plan.commit, file.path, file.digest)
+            relinked.append(file.path)
+    return relinked
+
+
+def _hashes_to(blob: Path, file: ManifestFile) -> bool:
+    assert file.digest is not None
+    algorithm, expected = parse_digest(file.digest)
+    size = blob.stat().st_size
+    if file.size is not None and size != file.size:
+        return False
+    hasher = new_hasher(algorithm, size)
+    with blob.open("rb") as handle:
+        while block := handle.read(8 * 1024 * 1024):
+            hasher.update(block)
+    return hasher.hexdigest() == expected
+
+
+def _eta(total_bytes: int) -> datetime:
+    """A rough completion time (at 50 MB/s); progress has the live ETA."""
+    return datetime.now(UTC) + timedelta(seconds=5 + total_bytes / 50e6)

@@ -1,0 +1,145 @@
+"""Repair over real HTTP and real files: only what is broken is fetched again."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from modeldepot.testing import LocalHub, make_safetensors
+from tests.support import RunningApp, SettingsFactory, hub_entry, run_app
+
+BIG = "weights/a.safetensors"
+OTHER = "weights/b.safetensors"
+
+
+def publish(hub: LocalHub, tmp_path: Path) -> dict[str, bytes]:
+    files = {
+        "config.json": b'{"model_type": "tiny"}\n',
+        BIG: make_safetensors({"w": ("F32", [160, 1024])}, seed=1),
+        OTHER: make_safetensors({"w": ("F32", [128, 1024])}, seed=2),
+    }
+    hub.create_repo("acme/tiny", files)
+    return files
+
+
+async def installed(app: RunningApp) -> None:
+    answer = await app.client.post(
+        "/api/v1/models/download/manage", json={"model_id": "tiny", "action": "start"}
+    )
+    assert answer.status_code == 200, answer.text
+    await asyncio.wait_for(app.services.downloads.run_until_idle(), 20)
+
+
+async def settle(app: RunningApp) -> None:
+    await asyncio.wait_for(app.services.downloads.run_until_idle(), 20)
+    await asyncio.wait_for(app.services.repairs.run_until_idle(), 20)
+    await asyncio.wait_for(app.services.health.run_until_idle(), 20)
+
+
+def snapshot_of(models_dir: Path) -> Path:
+    return next((models_dir / "models--acme--tiny" / "snapshots").iterdir())
+
+
+async def repair(app: RunningApp, kind: str, **extra: Any) -> Any:
+    return await app.client.post(
+        "/api/v1/models/health/tiny/repair", json={"repair_type": kind, **extra}
+    )
+
+
+async def test_auto_repair_fetches_only_the_bad_file(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    files = publish(local_hub, tmp_path)
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        await app.services.health.run_check("tiny", "full")
+        blob = (snapshot_of(settings.models_dir) / BIG).resolve()
+        data = bytearray(blob.read_bytes())
+        data[4321] ^= 0xFF
+        blob.write_bytes(bytes(data))
+        local_hub.requests.clear()
+        answer = await repair(app, "auto")
+        await settle(app)
+        health = (await app.client.get("/api/v1/models/health/tiny")).json()["models"]["tiny"]
+        status = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
+    body = answer.json()
+    assert answer.status_code == 200, body
+    assert body["repair_id"].startswith("repair_")
+    assert body["actions_taken"] == [
+        "integrity_check",
+        "removed_corrupt_files",
+        "partial_redownload",
+    ]
+    assert body["files"] == [BIG]
+    assert body["download_id"].startswith("dl_")
+    fetched = {r.path for r in local_hub.requests if r.server == "cdn" and r.method == "GET"}
+    assert fetched == {f"/blobs/{hashlib.sha256(files[BIG]).hexdigest()}"}
+    assert (snapshot_of(settings.models_dir) / BIG).read_bytes() == files[BIG]
+    assert health["overall_health"] == "healthy"
+    assert health["integrity_score"] == 1.0
+    assert status["availability_status"] == "AVAILABLE"
+
+
+async def test_integrity_fix_relinks_without_network(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    files = publish(local_hub, tmp_path)
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        link = snapshot_of(settings.models_dir) / OTHER
+        link.unlink()
+        stray = link.parent.parent.parent.parent / "blobs" / ".half.123.tmp"
+        stray.write_bytes(b"x")
+        local_hub.requests.clear()
+        answer = await repair(app, "integrity_fix")
+        await settle(app)
+        health = (await app.client.get("/api/v1/models/health/tiny")).json()["models"]["tiny"]
+    body = answer.json()
+    assert answer.status_code == 200, body
+    assert body["actions_taken"] == [
+        "removed_temp_files",
+        "relinked_snapshot_files",
+        "integrity_check",
+    ]
+    assert body["files"] == [OTHER]
+    assert link.read_bytes() == files[OTHER]
+    assert not stray.exists()
+    assert list(local_hub.requests) == []
+    assert health["overall_health"] == "healthy"
+
+
+async def test_redownload_refetches_everything(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    files = publish(local_hub, tmp_path)
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        local_hub.requests.clear()
+        answer = await repair(app, "redownload")
+        await settle(app)
+        status = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
+    assert answer.json()["actions_taken"] == ["removed_corrupt_files", "redownload"]
+    fetched = {r.path for r in local_hub.requests if r.method == "GET" and "/resolve/" in r.path}
+    fetched |= {r.path for r in local_hub.requests if r.server == "cdn" and r.method == "GET"}
+    assert len(fetched) == len(files)
+    assert status["availability_status"] == "AVAILABLE"
+    for path, data in files.items():
+        assert (snapshot_of(settings.models_dir) / path).read_bytes() == data
+
+
+async def test_nothing_installed_is_a_conflict(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    publish(local_hub, tmp_path)
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        answer = await repair(app, "auto")
+        bad = await repair(app, "explode")
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "CONFLICT"
+    assert bad.status_code == 422
