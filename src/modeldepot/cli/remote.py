@@ -145,7 +145,8 @@ class EventFeed:
                     if isinstance(message, dict) and message.get("model_id") == self._model_id:
                         self._news.set()
         except (OSError, TimeoutError, WebSocketException, ValueError):
-            pass  # polling alone from now on
+            # The feed only wakes the poll loop early; without it, polling carries on.
+            return
         finally:
             self.connected = False
 
