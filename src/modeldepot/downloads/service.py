@@ -17,6 +17,7 @@ import contextlib
 import logging
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -437,18 +438,14 @@ class DownloadService:
     async def _stopped(self, job: Job) -> None:
         reason = job.stop_reason
         if reason == "pause":
-            job.move_to(S.PAUSED)
+            await self._settle(job, S.PAUSED)
         elif reason == "cancel":
-            job.move_to(S.CANCELLED)
             await self._discard_partials(job)
-        else:
-            return  # shutdown: keep the status, the next start resumes
-        await self._changed(job)
+            await self._settle(job, S.CANCELLED)
+        # shutdown: keep the status, the next start resumes
 
     async def _failed(self, job: Job, error: DepotError) -> None:
         job.error_code, job.error_message = error.code, error.message
-        if job.status != S.FAILED:
-            job.move_to(S.FAILED)
         if not is_transient(error):
             # Only a download that ran out of retries on a flaky network is worth resuming
             # (the next start continues from the partial files); after anything permanent
@@ -457,6 +454,16 @@ class DownloadService:
         logger.warning(
             "Download %s of %s failed: %s", job.id, job.model_id, error.message, exc_info=error
         )
+        await self._settle(job, S.FAILED)
+
+    async def _settle(self, job: Job, status: DownloadStatus) -> None:
+        """A final state for now: stored before anyone can see it, so no answer ever shows
+        a state that a crash right after would lose; then announced."""
+        if job.status != status:
+            preview = replace(job)
+            preview.move_to(status)
+            await self._save(preview)
+            job.status, job.finished_at = preview.status, preview.finished_at
         await self._changed(job)
 
     async def _discard_partials(self, job: Job) -> None:
