@@ -243,12 +243,7 @@ class DownloadService:
 
     async def pause(self, request: ManageRequest) -> ManageResponse:
         job = await self._stop(request.model_id, reason="pause")
-        return ManageResponse(
-            success=True,
-            message="Download paused successfully",
-            download_id=job.id,
-            new_status=job.status.value,
-        )
+        return _answer(job, "Download paused successfully")
 
     async def resume(self, request: ManageRequest) -> ManageResponse:
         job = self._active_job(request.model_id)
@@ -256,21 +251,11 @@ class DownloadService:
         job.retry_count = 0
         await self._changed(job)
         await self._kick()
-        return ManageResponse(
-            success=True,
-            message="Download resumed successfully",
-            download_id=job.id,
-            new_status=job.status.value,
-        )
+        return _answer(job, "Download resumed successfully")
 
     async def cancel(self, request: ManageRequest) -> ManageResponse:
         job = await self._stop(request.model_id, reason="cancel")
-        return ManageResponse(
-            success=True,
-            message="Download cancelled",
-            download_id=job.id,
-            new_status=job.status.value,
-        )
+        return _answer(job, "Download cancelled")
 
     async def _stop(self, model_id: str, *, reason: str) -> Job:
         """Pause or cancel: a running job is interrupted (its runner records the new
@@ -298,12 +283,7 @@ class DownloadService:
         await self._save(job)
         await self._announce(job)
         await self._kick()
-        return ManageResponse(
-            success=True,
-            message="Download updated",
-            download_id=job.id,
-            new_status=job.status.value,
-        )
+        return _answer(job, "Download updated")
 
     def progress(self, model_id: str) -> ProgressResponse:
         """Progress of the model's newest download.
@@ -457,8 +437,9 @@ class DownloadService:
         await self._settle(job, S.FAILED)
 
     async def _settle(self, job: Job, status: DownloadStatus) -> None:
-        """A final state for now: stored before anyone can see it, so no answer ever shows
-        a state that a crash right after would lose; then announced."""
+        """Move to a resting state (paused, cancelled, failed): stored before anyone can
+        see it, so no answer ever shows a state that a crash right after would lose; then
+        announced."""
         if job.status != status:
             preview = replace(job)
             preview.move_to(status)
@@ -616,6 +597,13 @@ class DownloadService:
             await self._slots.set_limit(downloads.max_connections)
         if "downloads.max_concurrent_downloads" in keys:
             await self._kick()
+
+
+def _answer(job: Job, message: str) -> ManageResponse:
+    """The reply to pause, resume, cancel and update: the job's id and its new status."""
+    return ManageResponse(
+        success=True, message=message, download_id=job.id, new_status=job.status.value
+    )
 
 
 def _start_message(job: Job) -> str:
