@@ -34,6 +34,9 @@ class TrailingHasher:
         self._frontier = 0
         self._stopped = False
         self._cond = threading.Condition()
+        # One buffer for the whole file: a fresh 8 MiB bytes object per block would cost an
+        # mmap, zeroed page faults and a munmap each time.
+        self._view = memoryview(bytearray(min(BLOCK, size) or 1))
 
     @property
     def hashed(self) -> int:
@@ -60,9 +63,10 @@ class TrailingHasher:
                     return None
                 frontier = self._frontier
             while self._hashed < frontier:
-                block = os.pread(self._fd, min(BLOCK, frontier - self._hashed), self._hashed)
-                if not block:
+                want = min(BLOCK, frontier - self._hashed)
+                got = os.preadv(self._fd, [self._view[:want]], self._hashed)
+                if not got:
                     return None
-                self._hasher.update(block)
-                self._hashed += len(block)
+                self._hasher.update(self._view[:got])
+                self._hashed += got
         return self._hasher.hexdigest()

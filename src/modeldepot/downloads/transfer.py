@@ -136,6 +136,7 @@ class FileFetch:
         self.partial = PartialFile(blobs_dir, key, self.size)
         self.plan = SegmentPlan(size=self.size)
         self.last_byte_at: float | None = None
+        self._hasher: TrailingHasher | None = None
 
     @property
     def done_bytes(self) -> int:
@@ -223,6 +224,7 @@ class FileFetch:
 
     async def _download(self, url: str, *, etag: str | None, single: bool) -> str:
         hasher = TrailingHasher(self.partial.fd, algorithm=self.algorithm, size=self.size)
+        self._hasher = hasher
         hashing = asyncio.create_task(run(self.ctx.executor, hasher.run))
         try:
             async with asyncio.TaskGroup() as group:
@@ -376,7 +378,12 @@ class FileFetch:
             raise
 
     def _written(self) -> None:
+        """Worker thread, after each write: the hasher follows the written prefix closely
+        (it may read only bytes already written, which is all the prefix counts; a plan
+        changing meanwhile on the loop thread can only make it look shorter)."""
         self.last_byte_at = time.time()
+        if self._hasher is not None:
+            self._hasher.advance(self.plan.contiguous_prefix())
 
     def _check_response(
         self,
