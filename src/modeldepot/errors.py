@@ -93,6 +93,18 @@ class DownloadInProgress(Conflict):
     code = "DOWNLOAD_IN_PROGRESS"
 
 
+class RevisionUnavailable(Conflict):
+    """A rollback target that is not kept (or not complete) on disk."""
+
+    code = "REVISION_UNAVAILABLE"
+
+
+class ModelNotInstalled(Conflict):
+    """An operation on the installed revision of a model that has none."""
+
+    code = "MODEL_NOT_INSTALLED"
+
+
 class InvalidInput(DepotError):
     code = "VALIDATION_ERROR"
     status = 422

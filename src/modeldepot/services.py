@@ -34,6 +34,7 @@ from modeldepot.events import EventBus
 from modeldepot.health.monitor import HealthMonitor
 from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
+from modeldepot.revisions.service import RevisionService
 from modeldepot.settings import Settings
 from modeldepot.store.service import StorageService
 
@@ -52,6 +53,7 @@ class Services:
     downloads: DownloadService
     health: HealthService
     repairs: RepairService
+    revisions: RevisionService
     health_monitor: HealthMonitor
     bus: EventBus
     http: httpx.AsyncClient
@@ -137,6 +139,7 @@ async def open_services(
             services.models_dir_writable = writable
             await services.downloads.load()
             await services.health.load()
+            await services.revisions.load()
             if background:
                 _start_background(services)
             try:
@@ -205,6 +208,15 @@ async def _build(
     repairs = RepairService(
         health=health, downloads=downloads, catalog=catalog, models_dir=models_dir
     )
+    revisions = RevisionService(
+        catalog=catalog,
+        availability=availability,
+        downloads=downloads,
+        health=health,
+        sessions=sessions,
+        models_dir=models_dir,
+        config_service=config,
+    )
     return Services(
         settings=settings,
         config=config,
@@ -214,6 +226,7 @@ async def _build(
         downloads=downloads,
         health=health,
         repairs=repairs,
+        revisions=revisions,
         health_monitor=monitor,
         bus=bus,
         http=http,
@@ -236,6 +249,7 @@ def _start_background(services: Services) -> None:
         ),
         ("download-progress", services.downloads.run_progress_loop),
         ("health-monitor", services.health_monitor.run_loop),
+        ("revision-sweep", services.revisions.run_sweep_loop),
     ]
     for name, loop in loops:
         services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))

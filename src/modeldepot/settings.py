@@ -48,6 +48,13 @@ class StorageConfig(_Section):
     min_free_space_gb: float = Field(
         default=2, ge=0, description="Reserve kept free on the models disk, 10^9 bytes"
     )
+    revision_grace_hours: float = Field(
+        default=72,
+        ge=0,
+        le=24 * 365,
+        description="How long the previous revision stays on disk after an update or a "
+        "rollback (0: removed at the next sweep)",
+    )
 
 
 class DownloadsConfig(_Section):

@@ -18,7 +18,16 @@ from prometheus_client import CollectorRegistry
 from modeldepot import __version__
 from modeldepot.api.envelope import RequestIdMiddleware, install_error_handlers
 from modeldepot.api.metrics import HttpMetrics, MetricsMiddleware, ModelStatusCollector
-from modeldepot.api.routes import config, downloads, health, status, storage, system, ws
+from modeldepot.api.routes import (
+    config,
+    downloads,
+    health,
+    revisions,
+    status,
+    storage,
+    system,
+    ws,
+)
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.config.schemas import ConfigUpdate
 from modeldepot.services import open_services
@@ -63,6 +72,7 @@ def create_app(
         status.router,
         downloads.router,
         health.router,
+        revisions.router,
         storage.router,
         config.router,
         system.router,

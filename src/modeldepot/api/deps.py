@@ -12,6 +12,7 @@ from modeldepot.config.service import ConfigService
 from modeldepot.downloads.service import DownloadService
 from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
+from modeldepot.revisions.service import RevisionService
 from modeldepot.services import Services
 from modeldepot.store.service import StorageService
 
@@ -59,3 +60,10 @@ def _repairs(request: Request) -> RepairService:
 
 
 RepairsDep = Annotated[RepairService, Depends(_repairs)]
+
+
+def _revisions(request: Request) -> RevisionService:
+    return get_services(request).revisions
+
+
+RevisionsDep = Annotated[RevisionService, Depends(_revisions)]

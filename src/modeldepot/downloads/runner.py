@@ -117,9 +117,11 @@ class JobRunner:
     blobs: BlobRegistry
     space: SpaceCheck
     on_file_done: Callable[[], Awaitable[None]]
+    repo_lock: asyncio.Lock
 
     async def run(self) -> None:
-        pending = await run(self.context.executor, self._link_present_files)
+        async with self.repo_lock:  # the revision sweep cannot remove what we link here
+            pending = await run(self.context.executor, self._link_present_files)
         needed = sum(f.size or 0 for f in pending)
         await run(self.context.executor, self.space.ensure, needed)
         limit = asyncio.Semaphore(FILES_IN_PARALLEL)
@@ -135,9 +137,13 @@ class JobRunner:
         except* DepotError as failures:
             raise failures.exceptions[0] from None
 
-    def publish_ref(self) -> None:
-        if not is_commit_hash(self.job.revision):
-            self.layout.write_ref(self.job.revision, self.job.commit)
+    def publish_ref(self) -> str | None:
+        """Point the tracked ref at the job's commit; return the commit it pointed at."""
+        if is_commit_hash(self.job.revision):
+            return None
+        previous = self.layout.read_ref(self.job.revision)
+        self.layout.write_ref(self.job.revision, self.job.commit)
+        return previous
 
     def _link_present_files(self) -> list[ManifestFile]:
         """Blocking: link files whose verified blob exists; return the ones to fetch."""

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -62,10 +63,12 @@ from modeldepot.errors import (
 from modeldepot.events import PROGRESS_HZ, DownloadProgress, EventBus
 from modeldepot.settings import Settings
 from modeldepot.store.layout import PARTIAL_SUFFIX, RepoLayout, sweep_temp_files
+from modeldepot.store.locks import RepoLocks
 from modeldepot.store.scan import list_repos
 
 logger = logging.getLogger(__name__)
 S = DownloadStatus
+RefSwitchListener = Callable[[str, str | None, str], Awaitable[None]]
 MB = 1_000_000
 
 
@@ -91,6 +94,8 @@ class DownloadService:
         self._models_dir = models_dir
         self._client = client
         self._jobs: dict[str, Job] = {}
+        self._ref_listeners: list[RefSwitchListener] = []
+        self.repo_locks = RepoLocks()
         self._latest: dict[str, Job] = {}
         self._seq = 0
         self._blobs = BlobRegistry()
@@ -367,7 +372,8 @@ class DownloadService:
             await runner.run()
             job.move_to(S.VERIFYING)
             await self._changed(job)
-            await run(self._executor, runner.publish_ref)
+            previous = await run(self._executor, runner.publish_ref)
+            await self._ref_switched(job, previous)
             job.move_to(S.COMPLETED)
         except asyncio.CancelledError:
             await self._stopped(job)
@@ -413,7 +419,27 @@ class DownloadService:
             blobs=self._blobs,
             space=self._space_check(job),
             on_file_done=lambda: self._save(job),
+            repo_lock=self.repo_locks.get(job.repo_id),
         )
+
+    def on_ref_switch(self, listener: RefSwitchListener) -> None:
+        """Call ``listener(model_id, previous_commit, new_commit)`` whenever a completed
+        download moves the model's ref (revisions keeps the previous one for a while)."""
+        self._ref_listeners.append(listener)
+
+    async def _ref_switched(self, job: Job, previous: str | None) -> None:
+        if previous == job.commit:
+            return
+        for listener in self._ref_listeners:
+            try:
+                await listener(job.model_id, previous, job.commit)
+            except Exception:  # the switch happened; a listener's failure must not undo it
+                logger.exception("Recording the revision switch of %s failed", job.model_id)
+
+    def is_active(self, model_id: str) -> bool:
+        """Whether a download of ``model_id`` is queued, running, verifying or paused."""
+        job = self._latest.get(model_id)
+        return job is not None and job.status.is_active
 
     async def _stopped(self, job: Job) -> None:
         reason = job.stop_reason

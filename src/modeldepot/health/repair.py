@@ -161,7 +161,8 @@ class RepairService:
             if await anyio.to_thread.run_sync(sweep_temp_files, plan.layout.path)
             else []
         )
-        relinked = await anyio.to_thread.run_sync(_relink_verified, plan)
+        async with self._downloads.repo_locks.get(plan.layout.repo_id):
+            relinked = await anyio.to_thread.run_sync(_relink_verified, plan)
         if relinked:
             actions.append("relinked_snapshot_files")
         if not plan.layout.ref_path(plan.manifest.revision).exists():
