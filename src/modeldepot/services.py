@@ -206,7 +206,11 @@ async def _build(
     )
     monitor = HealthMonitor(health=health, availability=availability, config=lambda: config.current)
     repairs = RepairService(
-        health=health, downloads=downloads, catalog=catalog, models_dir=models_dir
+        health=health,
+        downloads=downloads,
+        catalog=catalog,
+        models_dir=models_dir,
+        config=lambda: config.current,
     )
     revisions = RevisionService(
         catalog=catalog,

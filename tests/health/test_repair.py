@@ -7,7 +7,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from modeldepot.testing import LocalHub, make_safetensors
+from modeldepot.testing.faults import Status
 from tests.support import RunningApp, SettingsFactory, hub_entry, run_app
 
 BIG = "weights/a.safetensors"
@@ -143,3 +146,69 @@ async def test_nothing_installed_is_a_conflict(
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "CONFLICT"
     assert bad.status_code == 422
+
+
+def flip_byte(models_dir: Path, path: str) -> None:
+    blob = (snapshot_of(models_dir) / path).resolve()
+    data = bytearray(blob.read_bytes())
+    data[4321] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+
+def cdn_gets(hub: LocalHub) -> list[str]:
+    return [r.path for r in hub.requests if r.server == "cdn" and r.method == "GET"]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_monitor_repairs_by_itself_only_when_auto_repair_is_enabled(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path, enabled: bool
+) -> None:
+    files = publish(local_hub, tmp_path)
+    settings = make_settings(
+        hf_endpoint=local_hub.endpoint, health_monitoring={"auto_repair_enabled": enabled}
+    )
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        await app.services.health.run_check("tiny", "full")
+        flip_byte(settings.models_dir, BIG)
+        local_hub.requests.clear()
+        await app.services.health.run_check("tiny", "full")  # as the monitor's full round
+        await settle(app)
+        health = (await app.client.get("/api/v1/models/health/tiny")).json()["models"]["tiny"]
+
+    if enabled:
+        assert cdn_gets(local_hub) == [f"/blobs/{hashlib.sha256(files[BIG]).hexdigest()}"]
+        assert (snapshot_of(settings.models_dir) / BIG).read_bytes() == files[BIG]
+        assert health["overall_health"] == "healthy"
+    else:
+        assert cdn_gets(local_hub) == []
+        assert health["overall_health"] == "corrupted"
+
+
+async def test_auto_repair_is_tried_once_while_the_hub_keeps_failing(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    publish(local_hub, tmp_path)
+    settings = make_settings(
+        hf_endpoint=local_hub.endpoint,
+        health_monitoring={"auto_repair_enabled": True},
+        max_retry_after_seconds=0,
+    )
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        flip_byte(settings.models_dir, BIG)
+        local_hub.faults.add(Status(404), server="cdn")
+        local_hub.requests.clear()
+        for _ in range(3):  # three monitor rounds find it broken
+            await app.services.health.run_check("tiny", "full", force=True)
+            await settle(app)
+        job = app.services.downloads.job("tiny")
+        health = (await app.client.get("/api/v1/models/health/tiny")).json()["models"]["tiny"]
+
+    # One repair attempt (one request to the CDN, a permanent 404), no repair loop.
+    assert len([r for r in local_hub.requests if r.server == "cdn"]) == 1
+    assert job is not None
+    assert job.status.value == "FAILED"
+    # The repair removed the bad file and could not fetch it: alerted, not repaired again.
+    assert health["overall_health"] == "degraded"
+    assert [i["path"] for i in health["issues"]] == [BIG]

@@ -12,34 +12,47 @@
 Nothing outside the model's repository folder is touched and no link is followed out of
 the models directory: removals are of the snapshot entry itself (never its target) and of
 blobs addressed by the manifest's digest inside the repository.
+
+Automatic repair (``health_monitoring.auto_repair_enabled``, live): when any integrity
+check (the monitor's or a requested one) raises an alert whose recommended action is
+``auto_repair`` or ``redownload``, that repair starts by itself, unless a download of the
+model is under way. It is tried once per episode: a model that is still broken after its
+automatic repair is alerted again but not repaired again until a check has found it healthy
+(no repair loop against a hub that keeps failing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.service import CatalogService
+from modeldepot.config.schemas import ConfigPublic
 from modeldepot.downloads.hashing import new_hasher
 from modeldepot.downloads.service import DownloadService
-from modeldepot.errors import Conflict, UnsafePath, UpstreamUnavailable
+from modeldepot.errors import Conflict, DepotError, UnsafePath, UpstreamUnavailable
+from modeldepot.events import ModelHealthAlert
 from modeldepot.health.schemas import HealthIssue
 from modeldepot.health.service import HealthService
 from modeldepot.ids import parse_digest
 from modeldepot.store.layout import RepoLayout, contain, sweep_temp_files
 
+logger = logging.getLogger(__name__)
 RepairType = Literal["auto", "redownload", "integrity_fix"]
 # A file reported bad_structure hashes to the manifest (a wrong hash would be reported
 # first): the published file itself is malformed, and fetching it again cannot help.
+_AUTO_KINDS: dict[str, RepairType] = {"auto_repair": "auto", "redownload": "redownload"}
 _FETCH_AGAIN = {"missing", "wrong_size", "wrong_hash", "broken_link", "outside_root"}
 _WRONG_BYTES = {"wrong_size", "wrong_hash"}
 
@@ -78,12 +91,47 @@ class RepairService:
         downloads: DownloadService,
         catalog: CatalogService,
         models_dir: Path,
+        config: Callable[[], ConfigPublic],
     ) -> None:
         self._health = health
         self._downloads = downloads
         self._catalog = catalog
         self._models_dir = models_dir
+        self._config = config
         self._tasks: set[asyncio.Task[None]] = set()
+        self._auto_tried: set[str] = set()
+        health.on_verdict(self._on_verdict)
+
+    def _on_verdict(self, model_id: str, alert: ModelHealthAlert | None) -> None:
+        if alert is None:
+            self._auto_tried.discard(model_id)  # healthy again: a new episode may repair
+            return
+        kind = _AUTO_KINDS.get(alert.recommended_action)
+        if (
+            kind is None
+            or not self._config().health_monitoring.auto_repair_enabled
+            or model_id in self._auto_tried
+            or self._downloads.is_active(model_id)
+        ):
+            return
+        self._auto_tried.add(model_id)
+        # A task of its own: the verdict arrives inside a check, and repair runs checks.
+        self._spawn(self._auto_repair(model_id, kind), name=f"auto-repair:{model_id}")
+
+    async def _auto_repair(self, model_id: str, kind: RepairType) -> None:
+        try:
+            answer = await self.repair(model_id, RepairRequest(repair_type=kind))
+        except DepotError as error:
+            logger.warning("Automatic repair of %s failed: %s", model_id, error.message)
+            return
+        logger.info(
+            "Automatic %s repair of %s: %s", kind, model_id, ", ".join(answer.actions_taken)
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def repair(self, model_id: str, request: RepairRequest) -> RepairResponse:
         """Start a repair; what was already done is in ``actions_taken``.
@@ -191,9 +239,7 @@ class RepairService:
                 await asyncio.sleep(0.1)
             await self._health.run_check(model_id, "full", force=True)
 
-        task = asyncio.create_task(verify_when_done(), name=f"repair-verify:{model_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(verify_when_done(), name=f"repair-verify:{model_id}")
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -45,7 +45,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -61,7 +61,7 @@ from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
 from modeldepot.errors import CheckNotFound, InvalidCheckId
-from modeldepot.events import EventBus
+from modeldepot.events import EventBus, ModelHealthAlert
 from modeldepot.health import performance, repo
 from modeldepot.health.integrity import (
     IntegrityReport,
@@ -86,6 +86,7 @@ from modeldepot.store.layout import RepoLayout
 from modeldepot.store.scan import manifest_for_entry
 
 logger = logging.getLogger(__name__)
+VerdictListener = Callable[[str, ModelHealthAlert | None], None]
 
 ASSUMED_HASH_BPS = 500e6
 """Hash rate assumed before one was measured (bytes/s, a cautious sha256 on one core)."""
@@ -150,6 +151,7 @@ class HealthService:
         self._last_full: dict[str, datetime] = {}
         self._hash_bps = ASSUMED_HASH_BPS
         self._sources: list[PerformanceSource] = []
+        self._verdict_listeners: list[VerdictListener] = []
         availability.add_contributor(self)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -412,7 +414,9 @@ class HealthService:
         if installed.manifest is None and commit is None:
             report = replace(report, overall_health="missing")
         row = await self._finish_integrity(check_id, installed, report, measurements, evidence)
-        self._publish_alert(row, report, installed=commit is not None)
+        alert = self._publish_alert(row, report, installed=commit is not None)
+        for listener in self._verdict_listeners:
+            listener(row.model_id, alert)
 
     async def _finish_integrity(
         self,
@@ -525,12 +529,19 @@ class HealthService:
             setattr(row, name, value)
         return row
 
+    def on_verdict(self, listener: VerdictListener) -> None:
+        """Call ``listener(model_id, alert)`` after every integrity check of a model
+        (``alert`` is None when the installed model is healthy or nothing is installed).
+        The listener runs inside the check: it must not wait for another check."""
+        self._verdict_listeners.append(listener)
+
     def _publish_alert(
         self, check: HealthCheckPublic, report: IntegrityReport, *, installed: bool
-    ) -> None:
+    ) -> ModelHealthAlert | None:
         alert = build_alert(check, report) if installed else None
         if alert is not None:
             self._bus.publish(alert)
+        return alert
 
 
 def _measurement(data: dict[str, Any]) -> Measurement:
