@@ -4,24 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import pickle
+import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from modeldepot.events import ModelHealthAlert
 from modeldepot.testing import LocalHub, make_safetensors
 from modeldepot.testing.faults import Status
 from tests.support import RunningApp, SettingsFactory, hub_entry, run_app
 
 BIG = "weights/a.safetensors"
 OTHER = "weights/b.safetensors"
+PICKLE = "legacy/model.bin"
 
 
-def publish(hub: LocalHub, tmp_path: Path) -> dict[str, bytes]:
+def publish(
+    hub: LocalHub, tmp_path: Path, extra: dict[str, bytes] | None = None
+) -> dict[str, bytes]:
     files = {
         "config.json": b'{"model_type": "tiny"}\n',
         BIG: make_safetensors({"w": ("F32", [160, 1024])}, seed=1),
         OTHER: make_safetensors({"w": ("F32", [128, 1024])}, seed=2),
+        **(extra or {}),
     }
     hub.create_repo("acme/tiny", files)
     return files
@@ -212,3 +220,105 @@ async def test_auto_repair_is_tried_once_while_the_hub_keeps_failing(
     # The repair removed the bad file and could not fetch it: alerted, not repaired again.
     assert health["overall_health"] == "degraded"
     assert [i["path"] for i in health["issues"]] == [BIG]
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates ``marker``: proof that something loaded the pickle."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def _with_header(data: bytes, header: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header replaced, same total size."""
+    length = struct.unpack("<Q", data[:8])[0]
+    assert len(header) <= length
+    return data[:8] + header.ljust(length) + data[8 + length :]
+
+
+def _rewrite(models_dir: Path, path: str, change: Callable[[bytes], bytes]) -> None:
+    blob = (snapshot_of(models_dir) / path).resolve()
+    blob.write_bytes(change(blob.read_bytes()))
+
+
+LOCAL_FAULTS: dict[str, tuple[str, Callable[[Path], None], str, str]] = {
+    # name: (file, break it, issue a quick check reports, words in its detail)
+    "flipped byte": (
+        BIG,
+        lambda m: _rewrite(m, BIG, lambda d: d[:-5] + bytes([d[-5] ^ 1]) + d[-4:]),
+        "wrong_hash",
+        "expected",
+    ),
+    "truncated": (BIG, lambda m: _rewrite(m, BIG, lambda d: d[:-100]), "wrong_size", "expected"),
+    "deleted": (OTHER, lambda m: (snapshot_of(m) / OTHER).unlink(), "missing", ""),
+    "broken link": (
+        "config.json",
+        lambda m: (snapshot_of(m) / "config.json").resolve().unlink(),
+        "broken_link",
+        "",
+    ),
+    "offsets past the end": (
+        BIG,
+        lambda m: _rewrite(
+            m,
+            BIG,
+            lambda d: _with_header(
+                d, b'{"w":{"dtype":"F32","shape":[160,1024],"data_offsets":[0,999999999]}}'
+            ),
+        ),
+        "wrong_hash",
+        "is past the",
+    ),
+    "header claiming 1 GB": (
+        BIG,
+        lambda m: _rewrite(m, BIG, lambda d: struct.pack("<Q", 10**9) + d[8:]),
+        "wrong_hash",
+        "header",
+    ),
+    "pickle payload": (
+        PICKLE,
+        lambda m: _rewrite(m, PICKLE, lambda d: d.replace(b"PWNED", b"pwned")),
+        "wrong_hash",
+        "expected",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(LOCAL_FAULTS))
+async def test_each_local_fault_is_found_alerted_and_auto_repair_fetches_only_that_file(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path, fault: str
+) -> None:
+    marker = tmp_path / "PWNED"
+    files = publish(local_hub, tmp_path, extra={PICKLE: pickle.dumps(_TouchOnUnpickle(marker))})
+    path, make_fault, kind, words = LOCAL_FAULTS[fault]
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        await app.services.health.run_check("tiny", "full")
+        make_fault(settings.models_dir)
+        subscription = app.services.bus.subscribe()
+        found = await app.services.health.run_check("tiny", "integrity")  # the monitor's
+        local_hub.requests.clear()
+        answer = await repair(app, "auto")
+        await settle(app)
+        health = (await app.client.get("/api/v1/models/health/tiny")).json()["models"]["tiny"]
+        events = []
+        while subscription.pending:
+            events.append(await subscription.get())
+
+    (issue,) = found.issues
+    assert (issue.path, issue.kind) == (path, kind)
+    assert words in issue.detail
+    (alert,) = [e for e in events if isinstance(e, ModelHealthAlert)][:1]
+    assert path in alert.message
+    assert answer.json()["files"] == [path]
+    fetched = {r.path for r in local_hub.requests if r.server == "cdn" and r.method == "GET"}
+    fetched |= {r.path for r in local_hub.requests if r.method == "GET" and "/resolve/" in r.path}
+    # Only the broken file is fetched; a deleted link whose blob is intact is re-linked.
+    assert len(fetched) == (0 if fault == "deleted" else 1)
+    assert (snapshot_of(settings.models_dir) / path).read_bytes() == files[path]
+    assert health["overall_health"] == "healthy"
+    assert not marker.exists()  # the pickle was hashed, never loaded

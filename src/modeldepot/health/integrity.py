@@ -256,6 +256,9 @@ def _file_issue(expected: ManifestFile, seen: FileEvidence) -> FileIssue | None:
         if seen.digest != expected.digest:
             source = " (cached)" if seen.digest_source == "cached" else ""
             detail = f"digest {_short(seen.digest)}{source}, expected {_short(expected.digest)}"
+            if seen.structure is not None and not seen.structure.ok:
+                # The bytes differ from the published file; say how that shows, too.
+                detail += "; structure: " + "; ".join(seen.structure.problems[:3])
             return FileIssue(path, "wrong_hash", detail)
     if seen.structure is not None and not seen.structure.ok:
         return FileIssue(path, "bad_structure", "; ".join(seen.structure.problems[:3]))
