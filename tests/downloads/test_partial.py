@@ -1,5 +1,5 @@
-"""The partial file's write path: bytes land at their offsets, and each finished 16 MiB
-chunk is handed to the kernel's writeback at once (so the final fsync finds little left)."""
+"""The partial file's writeback hint: each whole chunk of the written prefix goes to the
+disk at once, in file order, and the hint never fails a download."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from modeldepot.downloads.partial import WRITEBACK_CHUNK, PartialFile
 MIB = 1024 * 1024
 
 
-def test_finished_chunks_are_sent_to_writeback_and_bytes_land_where_written(
+def test_whole_chunks_of_the_written_prefix_are_sent_to_writeback_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = partial._sync_file_range
@@ -30,12 +30,22 @@ def test_finished_chunks_are_sent_to_writeback_and_bytes_land_where_written(
     file = PartialFile(tmp_path, "k" * 64, size)
     file.open(etag=None)
     try:
-        for offset in range(0, size, 3 * MIB):  # writes straddle the chunk boundaries
-            file.write(memoryview(data)[offset : offset + 3 * MIB], offset)
+        # The second half lands first (another connection), then the first half.
+        half = size // 2
+        file.write(memoryview(data)[half:], half)
+        file.written_prefix(0)
+        file.write(memoryview(data)[:half], 0)
+        file.written_prefix(half - 1)  # not a whole chunk past the first one yet
+        file.written_prefix(WRITEBACK_CHUNK + 5)
+        file.written_prefix(size)  # the end: the tail goes too
+        file.written_prefix(size)  # nothing twice
     finally:
         file.close()
 
-    assert calls == [(0, WRITEBACK_CHUNK), (WRITEBACK_CHUNK, WRITEBACK_CHUNK)]
+    assert calls == [
+        (0, WRITEBACK_CHUNK),
+        (WRITEBACK_CHUNK, WRITEBACK_CHUNK + 3 * MIB),
+    ]
     assert file.path.read_bytes() == data
 
 

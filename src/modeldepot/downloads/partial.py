@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -27,7 +28,7 @@ from modeldepot.errors import DiskFull, StorageError
 from modeldepot.store.layout import PARTIAL_SUFFIX, atomic_write_bytes, fsync_dir
 
 CHECKPOINT_SUFFIX = ".json"
-WRITEBACK_CHUNK = 16 * 1024 * 1024
+WRITEBACK_CHUNK = 64 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -74,6 +75,8 @@ class PartialFile:
         self.checkpoint_path = self.path.with_name(self.path.name + CHECKPOINT_SUFFIX)
         self.size = size
         self._fd: int | None = None
+        self._writeback_lock = threading.Lock()
+        self._writeback_done = 0
 
     @property
     def fd(self) -> int:
@@ -108,6 +111,8 @@ class PartialFile:
         return SegmentPlan.from_json(data.get("plan"), size=self.size)
 
     def truncate(self) -> None:
+        with self._writeback_lock:
+            self._writeback_done = 0
         try:
             os.ftruncate(self.fd, 0)
         except OSError as exc:
@@ -115,7 +120,6 @@ class PartialFile:
         self.checkpoint_path.unlink(missing_ok=True)
 
     def write(self, data: bytes | memoryview, offset: int) -> None:
-        start = offset
         try:
             view = memoryview(data)
             while view:
@@ -123,9 +127,18 @@ class PartialFile:
                 view, offset = view[written:], offset + written
         except OSError as exc:
             raise translate_os_error(exc, "writing a download") from exc
-        boundary = offset // WRITEBACK_CHUNK * WRITEBACK_CHUNK
-        if start < boundary:  # this write finished a chunk: send it to the disk now
-            start_writeback(self.fd, boundary - WRITEBACK_CHUNK, WRITEBACK_CHUNK)
+
+    def written_prefix(self, prefix: int) -> None:
+        """Any thread: the first ``prefix`` bytes are all written. Each further whole
+        ``WRITEBACK_CHUNK`` of that prefix is sent to the disk now, in file order: large
+        sequential writeback instead of many small ones scattered by the connections."""
+        with self._writeback_lock:
+            start = self._writeback_done
+            end = prefix if prefix >= self.size else prefix // WRITEBACK_CHUNK * WRITEBACK_CHUNK
+            if end <= start:
+                return
+            self._writeback_done = end
+        start_writeback(self.fd, start, end - start)
 
     def checkpoint(self, plan: SegmentPlan, *, etag: str | None) -> None:
         """Make the written bytes durable, then record how far each segment got."""

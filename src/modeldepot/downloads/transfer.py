@@ -378,12 +378,14 @@ class FileFetch:
             raise
 
     def _written(self) -> None:
-        """Worker thread, after each write: the hasher follows the written prefix closely
-        (it may read only bytes already written, which is all the prefix counts; a plan
+        """Worker thread, after each write: the hasher and the disk writeback follow the
+        written prefix closely (the prefix counts only bytes already written; a plan
         changing meanwhile on the loop thread can only make it look shorter)."""
         self.last_byte_at = time.time()
+        prefix = self.plan.contiguous_prefix()
+        self.partial.written_prefix(prefix)
         if self._hasher is not None:
-            self._hasher.advance(self.plan.contiguous_prefix())
+            self._hasher.advance(prefix)
 
     def _check_response(
         self,
