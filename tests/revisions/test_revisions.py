@@ -342,3 +342,27 @@ async def test_a_switch_made_by_another_tool_is_recorded_at_start_up(
     assert (kept[v2]["state"], kept[v1]["state"]) == ("current", "previous")
     assert answer.status_code == 200, answer.text
     assert hf_reads(settings.models_dir, CHANGING) == (v1, V1[CHANGING])
+
+
+async def test_stopping_the_service_finishes_a_sweep_under_way(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    async with run_app(settings, entries=(ENTRY,), resolve=False) as app:
+        revisions_service = app.services.revisions
+        started, finished = asyncio.Event(), asyncio.Event()
+
+        async def slow_sweep() -> list[str]:
+            started.set()
+            await asyncio.sleep(0.2)  # stands for a database call in flight
+            finished.set()
+            return []
+
+        monkeypatch.setattr(revisions_service, "sweep", slow_sweep)
+        loop = asyncio.create_task(revisions_service.run_sweep_loop())
+        await started.wait()
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+
+    assert finished.is_set()

@@ -451,7 +451,15 @@ class RevisionService:
         change), until cancelled."""
         while True:
             self._wake.clear()
-            await self.sweep()
+            # A sweep is short; one under way when the service stops is finished, not cut
+            # off inside a database call (which would leave a connection unclosed).
+            sweeping = asyncio.ensure_future(self.sweep())
+            try:
+                await asyncio.shield(sweeping)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await sweeping
+                raise
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval_seconds)
 
