@@ -76,6 +76,7 @@ class PartialFile:
         self.size = size
         self._fd: int | None = None
         self._writeback_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._writeback_done = 0
 
     @property
@@ -120,11 +121,16 @@ class PartialFile:
         self.checkpoint_path.unlink(missing_ok=True)
 
     def write(self, data: bytes | memoryview, offset: int) -> None:
+        """Any connection's thread. Writes to one file are taken one at a time here: the
+        kernel serialises them on the inode lock anyway, and its waiters spin on the CPU
+        (a sixth of both cores with 16 connections, measured with perf), where waiters on
+        this lock sleep."""
         try:
             view = memoryview(data)
-            while view:
-                written = os.pwrite(self.fd, view, offset)
-                view, offset = view[written:], offset + written
+            with self._write_lock:
+                while view:
+                    written = os.pwrite(self.fd, view, offset)
+                    view, offset = view[written:], offset + written
         except OSError as exc:
             raise translate_os_error(exc, "writing a download") from exc
 
