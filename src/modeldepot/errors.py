@@ -7,12 +7,16 @@
     │   ├── ModelNotFound (404 MODEL_NOT_FOUND)
     │   ├── DownloadNotFound (404 DOWNLOAD_NOT_FOUND)
     │   ├── CheckNotFound (404 CHECK_NOT_FOUND)
+    │   ├── RepairNotFound (404 REPAIR_NOT_FOUND)
     │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
     ├── Conflict (409 CONFLICT)
-    │   └── DownloadInProgress (409 DOWNLOAD_IN_PROGRESS)
+    │   ├── DownloadInProgress (409 DOWNLOAD_IN_PROGRESS)
+    │   ├── RevisionUnavailable (409 REVISION_UNAVAILABLE)
+    │   └── ModelNotInstalled (409 MODEL_NOT_INSTALLED)
     ├── InvalidInput (422 VALIDATION_ERROR)
     │   ├── InvalidModelId (422 INVALID_MODEL_ID)
     │   ├── InvalidCheckId (422 INVALID_CHECK_ID)
+    │   ├── InvalidRepairId (422 INVALID_REPAIR_ID)
     │   └── UnsafePath (422 UNSAFE_PATH)
     ├── ConfigError (500 CONFIG_ERROR)          start-up configuration is unusable
     │   └── CatalogError (500 CATALOG_ERROR)    a catalogue file is malformed
@@ -80,6 +84,10 @@ class CheckNotFound(NotFound):
     code = "CHECK_NOT_FOUND"
 
 
+class RepairNotFound(NotFound):
+    code = "REPAIR_NOT_FOUND"
+
+
 class RouteNotFound(NotFound):
     code = "ROUTE_NOT_FOUND"
 
@@ -116,6 +124,10 @@ class InvalidModelId(InvalidInput):
 
 class InvalidCheckId(InvalidInput):
     code = "INVALID_CHECK_ID"
+
+
+class InvalidRepairId(InvalidInput):
+    code = "INVALID_REPAIR_ID"
 
 
 class UnsafePath(InvalidInput):

@@ -140,6 +140,7 @@ async def open_services(
             await services.downloads.load()
             await services.health.load()
             await services.revisions.load()
+            await services.repairs.load()
             if background:
                 _start_background(services)
             try:
@@ -211,6 +212,7 @@ async def _build(
         catalog=catalog,
         models_dir=models_dir,
         config=lambda: config.current,
+        sessions=sessions,
     )
     revisions = RevisionService(
         catalog=catalog,

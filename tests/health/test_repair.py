@@ -7,12 +7,14 @@ import hashlib
 import pickle
 import struct
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modeldepot.events import ModelHealthAlert
+from modeldepot.health.models import RepairRow
 from modeldepot.testing import LocalHub, make_safetensors
 from modeldepot.testing.faults import Status
 from tests.support import RunningApp, SettingsFactory, hub_entry, run_app
@@ -322,3 +324,105 @@ async def test_each_local_fault_is_found_alerted_and_auto_repair_fetches_only_th
     assert (snapshot_of(settings.models_dir) / path).read_bytes() == files[path]
     assert health["overall_health"] == "healthy"
     assert not marker.exists()  # the pickle was hashed, never loaded
+
+
+async def record(app: RunningApp, repair_id: str) -> Any:
+    return await app.client.get(f"/api/v1/models/health/repairs/{repair_id}")
+
+
+async def test_a_repair_can_be_looked_up_and_says_how_it_ended(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path, database: dict[str, Any]
+) -> None:
+    files = publish(local_hub, tmp_path)
+    settings = make_settings(hf_endpoint=local_hub.endpoint, **database)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        flip_byte(settings.models_dir, BIG)
+        started = (await repair(app, "auto")).json()
+        await settle(app)
+        done = await record(app, started["repair_id"])
+        offline = (await repair(app, "integrity_fix")).json()
+        await settle(app)
+        fixed = await record(app, offline["repair_id"])
+    # After a restart the records are still there.
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        again = await record(app, started["repair_id"])
+
+    assert done.status_code == 200, done.text
+    body = done.json()
+    assert body["model_id"] == "tiny"
+    assert body["repair_type"] == "auto"
+    assert body["status"] == "completed"
+    assert body["actions_taken"] == started["actions_taken"]
+    assert body["files"] == [BIG]
+    assert body["download_id"] == started["download_id"]
+    assert body["overall_health"] == "healthy"
+    assert body["finished_at"] is not None
+    assert fixed.json()["status"] == "completed"
+    assert fixed.json()["download_id"] is None
+    assert again.json() == body
+    assert (snapshot_of(settings.models_dir) / BIG).read_bytes() == files[BIG]
+
+
+async def test_a_repair_whose_download_fails_is_recorded_as_failed(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    publish(local_hub, tmp_path)
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
+        await installed(app)
+        flip_byte(settings.models_dir, BIG)
+        local_hub.faults.add(Status(404), server="cdn")
+        started = (await repair(app, "auto")).json()
+        await settle(app)
+        body = (await record(app, started["repair_id"])).json()
+
+    assert body["status"] == "failed"
+    assert "404" in body["error"]
+    assert body["overall_health"] == "degraded"
+
+
+@pytest.mark.parametrize(
+    ("repair_id", "status", "code"),
+    [
+        ("repair_0123456789abcdef", 404, "REPAIR_NOT_FOUND"),
+        ("repair_XYZ", 422, "INVALID_REPAIR_ID"),
+        ("check_0123456789abcdef", 422, "INVALID_REPAIR_ID"),
+        ("repair_0123456789abcdef0", 422, "INVALID_REPAIR_ID"),
+    ],
+)
+async def test_unknown_and_malformed_repair_ids(
+    make_settings: SettingsFactory, repair_id: str, status: int, code: str
+) -> None:
+    async with run_app(make_settings(), resolve=False) as app:
+        answer = await record(app, repair_id)
+    assert answer.status_code == status
+    assert answer.json()["error"]["code"] == code
+
+
+async def test_a_repair_left_running_by_a_stopped_service_is_marked_interrupted(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings()
+    async with (
+        run_app(settings, resolve=False) as app,
+        app.services.sessions() as session,
+        session.begin(),
+    ):
+        session.add(
+            RepairRow(
+                id="repair_00000000000000aa",
+                model_id="tiny",
+                repair_type="auto",
+                force_repair=False,
+                commit_hash="a" * 40,
+                status="running",
+                actions_taken=["integrity_check"],
+                files=[BIG],
+                requested_at=datetime.now(UTC),
+            )
+        )
+    async with run_app(settings, resolve=False) as app:
+        body = (await record(app, "repair_00000000000000aa")).json()
+    assert body["status"] == "interrupted"
+    assert body["finished_at"] is not None

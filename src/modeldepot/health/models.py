@@ -1,4 +1,5 @@
-"""Health tables: one row per health check run, and the digest cache quick checks trust.
+"""Health tables: one row per health check run, the digest cache quick checks trust, and
+one row per repair.
 
 ``health_checks`` keeps every run (queued, running, completed or failed) with its verdict,
 so a check can be looked up by id and the latest verdict survives a restart.
@@ -51,3 +52,24 @@ class FileDigestRow(Base):
     inode: Mapped[int] = mapped_column(BigInteger)
     digest: Mapped[str] = mapped_column(String(80))
     verified_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RepairRow(Base):
+    """A repair: what it did at once, and how it ended (``running`` until the download it
+    started is over and the model has been verified again)."""
+
+    __tablename__ = "health_repairs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(128), index=True)
+    repair_type: Mapped[str] = mapped_column(String(16))
+    force_repair: Mapped[bool] = mapped_column(default=False)
+    commit_hash: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    actions_taken: Mapped[list[str]] = mapped_column(JSON, default=list)
+    files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    download_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    requested_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    overall_health: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -35,14 +36,24 @@ from typing import Any, Literal
 
 import anyio
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.schemas import ConfigPublic
 from modeldepot.downloads.hashing import new_hasher
 from modeldepot.downloads.service import DownloadService
-from modeldepot.errors import Conflict, DepotError, UnsafePath, UpstreamUnavailable
+from modeldepot.errors import (
+    Conflict,
+    DepotError,
+    InvalidRepairId,
+    RepairNotFound,
+    UnsafePath,
+    UpstreamUnavailable,
+)
 from modeldepot.events import ModelHealthAlert
+from modeldepot.health.models import RepairRow
 from modeldepot.health.schemas import HealthIssue
 from modeldepot.health.service import HealthService
 from modeldepot.ids import parse_digest
@@ -75,6 +86,35 @@ class RepairResponse(BaseModel):
     files: list[str] = Field(default_factory=list, description="Files repaired or re-fetched")
 
 
+RepairStatus = Literal["running", "completed", "failed", "interrupted"]
+
+
+class RepairRecord(BaseModel):
+    """``GET /models/health/repairs/{repair_id}`` (extension): a repair and how it ended."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    repair_id: str = Field(validation_alias="id")
+    model_id: str
+    repair_type: RepairType
+    force_repair: bool
+    commit: str = Field(validation_alias="commit_hash")
+    status: RepairStatus = Field(
+        description="running until the download it started is over and the model was "
+        "verified again; interrupted when the service stopped meanwhile"
+    )
+    actions_taken: list[str]
+    files: list[str]
+    download_id: str | None
+    requested_at: datetime
+    finished_at: datetime | None
+    overall_health: str | None = Field(description="Verdict of the verification afterwards")
+    error: str | None
+
+
+REPAIR_ID_RE = re.compile(r"^repair_[0-9a-f]{16}$")
+
+
 @dataclass
 class _Plan:
     commit: str
@@ -92,7 +132,9 @@ class RepairService:
         catalog: CatalogService,
         models_dir: Path,
         config: Callable[[], ConfigPublic],
+        sessions: async_sessionmaker[AsyncSession],
     ) -> None:
+        self._sessions = sessions
         self._health = health
         self._downloads = downloads
         self._catalog = catalog
@@ -143,6 +185,58 @@ class RepairService:
         """
         plan = await self._plan(model_id)
         repair_id = f"repair_{secrets.token_hex(8)}"
+        requested_at = datetime.now(UTC)
+        answer = await self._start(repair_id, model_id, request, plan)
+        row = RepairRow(
+            id=repair_id,
+            model_id=model_id,
+            repair_type=request.repair_type,
+            force_repair=request.force_repair,
+            commit_hash=plan.commit,
+            status="running" if answer.download_id else "completed",
+            actions_taken=answer.actions_taken,
+            files=answer.files,
+            download_id=answer.download_id,
+            requested_at=requested_at,
+            finished_at=None if answer.download_id else datetime.now(UTC),
+        )
+        async with self._sessions() as session, session.begin():
+            session.add(row)
+        if answer.download_id:
+            self._follow(model_id, answer.download_id, repair_id)
+        return answer
+
+    async def get(self, repair_id: str) -> RepairRecord:
+        """Raises: InvalidRepairId, RepairNotFound."""
+        if not REPAIR_ID_RE.match(repair_id):
+            raise InvalidRepairId(
+                "A repair id is 'repair_' and 16 hex digits", details={"repair_id": repair_id}
+            )
+        async with self._sessions() as session:
+            row = await session.get(RepairRow, repair_id)
+        if row is None:
+            raise RepairNotFound(f"No repair '{repair_id}'", details={"repair_id": repair_id})
+        return RepairRecord.model_validate(row)
+
+    async def load(self) -> None:
+        """Start-up: repairs a previous process left running are marked interrupted (their
+        download resumes by itself; a health check tells how the model is)."""
+        async with self._sessions() as session, session.begin():
+            rows = await session.scalars(select(RepairRow).where(RepairRow.status == "running"))
+            for row in rows:
+                row.status, row.finished_at = "interrupted", datetime.now(UTC)
+
+    async def _finish(self, repair_id: str, **changes: Any) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(RepairRow, repair_id)
+            if row is not None:
+                row.finished_at = datetime.now(UTC)
+                for name, value in changes.items():
+                    setattr(row, name, value)
+
+    async def _start(
+        self, repair_id: str, model_id: str, request: RepairRequest, plan: _Plan
+    ) -> RepairResponse:
         if request.repair_type == "integrity_fix":
             return await self._integrity_fix(repair_id, model_id, plan)
         actions = []
@@ -169,7 +263,6 @@ class RepairService:
         actions.append("removed_corrupt_files")
         job = await self._downloads.start_commit(model_id, plan.commit)
         actions.append("partial_redownload" if request.repair_type == "auto" else "redownload")
-        self._follow(model_id, job.id)
         return RepairResponse(
             success=True,
             repair_id=repair_id,
@@ -228,8 +321,9 @@ class RepairService:
             files=relinked,
         )
 
-    def _follow(self, model_id: str, download_id: str) -> None:
-        """After the download, verify the whole model again (in the background)."""
+    def _follow(self, model_id: str, download_id: str, repair_id: str) -> None:
+        """After the download, verify the whole model again and record how the repair
+        ended (in the background)."""
 
         async def verify_when_done() -> None:
             while True:
@@ -237,7 +331,16 @@ class RepairService:
                 if job is None or job.id != download_id or job.status.is_terminal:
                     break
                 await asyncio.sleep(0.1)
-            await self._health.run_check(model_id, "full", force=True)
+            verdict = await self._health.run_check(model_id, "full", force=True)
+            status, error = "completed", None
+            if job is not None and job.id == download_id and job.status.value != "COMPLETED":
+                status = "failed"
+                error = job.error_message or f"The download ended {job.status.value}"
+            elif verdict.overall_health != "healthy":
+                status, error = "failed", "The model is not healthy after the repair"
+            await self._finish(
+                repair_id, status=status, overall_health=verdict.overall_health, error=error
+            )
 
         self._spawn(verify_when_done(), name=f"repair-verify:{model_id}")
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from modeldepot.api.deps import HealthDep, RepairsDep
 from modeldepot.api.envelope import ERROR_RESPONSES
 from modeldepot.api.routes import API_PREFIX
-from modeldepot.health.repair import RepairRequest, RepairResponse
+from modeldepot.health.repair import RepairRecord, RepairRequest, RepairResponse
 from modeldepot.health.schemas import (
     HealthCheckPublic,
     HealthCheckRequest,
@@ -35,6 +35,16 @@ async def get_check(
 ) -> HealthCheckPublic:
     """A check run (extension): 422 ``INVALID_CHECK_ID``, 404 ``CHECK_NOT_FOUND``."""
     return await health.get_check(check_id)
+
+
+@router.get("/repairs/{repair_id}", response_model=RepairRecord)
+async def get_repair(
+    repair_id: Annotated[str, Path(description="Id returned by a repair request")],
+    repairs: RepairsDep,
+) -> RepairRecord:
+    """A repair (extension): what it did and how it ended. 422 ``INVALID_REPAIR_ID``, 404
+    ``REPAIR_NOT_FOUND``."""
+    return await repairs.get(repair_id)
 
 
 @router.post("/{model_id:path}/check", response_model=HealthCheckStarted)
