@@ -137,9 +137,11 @@ async def open_services(
                 settings, config, entries, (http, transfers), sessions, models_dir
             )
             services.models_dir_writable = writable
+            # Revisions first: their reconciliation must see the refs before a resumed
+            # download can move one.
+            await services.revisions.load()
             await services.downloads.load()
             await services.health.load()
-            await services.revisions.load()
             await services.repairs.load()
             if background:
                 _start_background(services)

@@ -366,3 +366,15 @@ async def test_stopping_the_service_finishes_a_sweep_under_way(
             await loop
 
     assert finished.is_set()
+
+
+async def test_switches_recorded_at_the_same_moment_do_not_collide(
+    make_settings: SettingsFactory, database: dict[str, Any]
+) -> None:
+    commit = "c" * 40
+    async with run_app(make_settings(**database), entries=(ENTRY,), resolve=False) as app:
+        service = app.services.revisions
+        # e.g. a resumed download finishing while start-up reconciles the same ref
+        await asyncio.gather(*(service.record_switch("tiny", None, commit) for _ in range(3)))
+        listing = await revisions(app)
+    assert [(r["commit"], r["state"]) for r in listing["revisions"]] == [(commit, "current")]

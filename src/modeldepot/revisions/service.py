@@ -89,6 +89,7 @@ class RevisionService:
         self._config_service = config_service
         self._clock = clock
         self._wake = asyncio.Event()
+        self._record_lock = asyncio.Lock()
         downloads.on_ref_switch(self.record_switch)
         config_service.on_change(self.on_config_change)
 
@@ -120,6 +121,12 @@ class RevisionService:
         self._wake.set()
 
     async def _record(self, entry: CatalogEntry, *, previous: str | None, current: str) -> None:
+        # One at a time: a download finishing and start-up reconciliation (or a rollback)
+        # could otherwise both insert the row of the same commit.
+        async with self._record_lock:
+            await self._record_now(entry, previous=previous, current=current)
+
+    async def _record_now(self, entry: CatalogEntry, *, previous: str | None, current: str) -> None:
         now = self._clock()
         async with self._sessions() as session, session.begin():
             for stale in await self._rows(session, entry.id, RevisionState.current):
