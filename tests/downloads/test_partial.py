@@ -53,3 +53,31 @@ def test_writeback_hint_never_fails_a_download(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
     os.close(fd)
     partial.start_writeback(fd, 0, WRITEBACK_CHUNK)  # a closed descriptor: EBADF, ignored
+
+
+def test_verified_bytes_leave_the_page_cache_behind_a_window_and_stay_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dropped: list[tuple[int, int]] = []
+    real = partial.drop_cached
+
+    def recording(fd: int, offset: int, length: int) -> None:
+        dropped.append((offset, length))
+        real(fd, offset, length)
+
+    monkeypatch.setattr(partial, "drop_cached", recording)
+    size = partial.CACHE_WINDOW + 3 * WRITEBACK_CHUNK
+    data = os.urandom(size)
+    file = PartialFile(tmp_path, "k" * 64, size)
+    file.open(etag=None)
+    try:
+        file.write(memoryview(data), 0)
+        file.release_behind(partial.CACHE_WINDOW)  # nothing beyond the window yet
+        file.release_behind(partial.CACHE_WINDOW + WRITEBACK_CHUNK + MIB)
+        file.release_behind(size)
+        file.release_behind(size)  # nothing twice
+    finally:
+        file.close()
+
+    assert dropped == [(0, WRITEBACK_CHUNK), (WRITEBACK_CHUNK, 2 * WRITEBACK_CHUNK)]
+    assert file.path.read_bytes() == data

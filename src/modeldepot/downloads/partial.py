@@ -13,6 +13,7 @@ never appears in a snapshot, so nothing unverified is ever visible as a model fi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import json
@@ -30,6 +31,8 @@ from modeldepot.store.layout import PARTIAL_SUFFIX, atomic_write_bytes, fsync_di
 CHECKPOINT_SUFFIX = ".json"
 WRITEBACK_CHUNK = 64 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
+_SYNC_FILE_RANGE_WAIT_ALL = 1 | 2 | 4  # wait before, write, wait after
+CACHE_WINDOW = 256 * 1024 * 1024
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -45,6 +48,15 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _sync_file_range = _load_sync_file_range()
+
+
+def drop_cached(fd: int, offset: int, length: int) -> None:
+    """Write these pages out and wait for them, then drop them from the page cache.
+    Linux; elsewhere only the advice is given (``posix_fadvise`` skips dirty pages)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WAIT_ALL)
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -77,6 +89,8 @@ class PartialFile:
         self._fd: int | None = None
         self._writeback_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._release_lock = threading.Lock()
+        self._released = 0
         self._writeback_done = 0
 
     @property
@@ -111,7 +125,27 @@ class PartialFile:
             return None
         return SegmentPlan.from_json(data.get("plan"), size=self.size)
 
+    def release_behind(self, verified: int) -> None:
+        """Any thread: the first ``verified`` bytes are written and hashed. Drop them from
+        the page cache, keeping the last ``CACHE_WINDOW`` bytes, one ``WRITEBACK_CHUNK``
+        at a time (each made clean first: nothing unwritten is ever dropped).
+
+        Why: a large download otherwise fills the page cache with gigabytes of freshly
+        allocated pages, and on a VM whose host takes freed memory back (virtio-balloon
+        free page reporting) each of those first touches is slow; recycling a bounded
+        window of pages measured 2.0 s instead of 2.6-3.8 s for a 2 GiB file. The price:
+        the finished file is read from disk, not memory, by the next reader."""
+        with self._release_lock:
+            start = self._released
+            end = (verified - CACHE_WINDOW) // WRITEBACK_CHUNK * WRITEBACK_CHUNK
+            if end - start < WRITEBACK_CHUNK:
+                return
+            self._released = end
+        drop_cached(self.fd, start, end - start)
+
     def truncate(self) -> None:
+        with self._release_lock:
+            self._released = 0
         with self._writeback_lock:
             self._writeback_done = 0
         try:

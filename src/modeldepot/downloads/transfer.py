@@ -386,6 +386,7 @@ class FileFetch:
         self.partial.written_prefix(prefix)
         if self._hasher is not None:
             self._hasher.advance(prefix)
+            self.partial.release_behind(self._hasher.hashed)
 
     def _check_response(
         self,
