@@ -3,7 +3,10 @@
 ``asyncio.to_thread`` and anyio's ``run_sync`` return as soon as the awaiting task is
 cancelled while the thread keeps running: a checkpoint or a rename could then land after
 the caller has moved on (deleted the partial file, reported the job stopped). ``run``
-waits for the thread to finish before letting the cancellation through.
+waits for the thread to finish before letting the cancellation through. ``finish`` does the
+same for a short async unit of work (a background loop's database round) so that stopping
+the service never cuts it off inside a database call, which would leave a connection
+neither returned nor closed.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -34,4 +37,16 @@ async def run(
     except asyncio.CancelledError:
         with contextlib.suppress(Exception):
             await future
+        raise
+
+
+async def finish(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``; if the caller is cancelled meanwhile, let it finish first, then
+    let the cancellation through. Only for work that ends by itself soon."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await task
         raise

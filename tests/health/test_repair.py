@@ -55,6 +55,11 @@ def snapshot_of(models_dir: Path) -> Path:
     return next((models_dir / "models--acme--tiny" / "snapshots").iterdir())
 
 
+def _rewrite(models_dir: Path, path: str, change: Callable[[bytes], bytes]) -> None:
+    blob = (snapshot_of(models_dir) / path).resolve()
+    blob.write_bytes(change(blob.read_bytes()))
+
+
 async def repair(app: RunningApp, kind: str, **extra: Any) -> Any:
     return await app.client.post(
         "/api/v1/models/health/tiny/repair", json={"repair_type": kind, **extra}
@@ -69,10 +74,7 @@ async def test_auto_repair_fetches_only_the_bad_file(
     async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
         await installed(app)
         await app.services.health.run_check("tiny", "full")
-        blob = (snapshot_of(settings.models_dir) / BIG).resolve()
-        data = bytearray(blob.read_bytes())
-        data[4321] ^= 0xFF
-        blob.write_bytes(bytes(data))
+        flip_byte(settings.models_dir, BIG)
         local_hub.requests.clear()
         answer = await repair(app, "auto")
         await settle(app)
@@ -88,8 +90,7 @@ async def test_auto_repair_fetches_only_the_bad_file(
     ]
     assert body["files"] == [BIG]
     assert body["download_id"].startswith("dl_")
-    fetched = {r.path for r in local_hub.requests if r.server == "cdn" and r.method == "GET"}
-    assert fetched == {f"/blobs/{hashlib.sha256(files[BIG]).hexdigest()}"}
+    assert cdn_gets(local_hub) == [f"/blobs/{hashlib.sha256(files[BIG]).hexdigest()}"]
     assert (snapshot_of(settings.models_dir) / BIG).read_bytes() == files[BIG]
     assert health["overall_health"] == "healthy"
     assert health["integrity_score"] == 1.0
@@ -159,10 +160,7 @@ async def test_nothing_installed_is_a_conflict(
 
 
 def flip_byte(models_dir: Path, path: str) -> None:
-    blob = (snapshot_of(models_dir) / path).resolve()
-    data = bytearray(blob.read_bytes())
-    data[4321] ^= 0xFF
-    blob.write_bytes(bytes(data))
+    _rewrite(models_dir, path, lambda d: d[:4321] + bytes([d[4321] ^ 0xFF]) + d[4322:])
 
 
 def cdn_gets(hub: LocalHub) -> list[str]:
@@ -241,16 +239,11 @@ def _with_header(data: bytes, header: bytes) -> bytes:
     return data[:8] + header.ljust(length) + data[8 + length :]
 
 
-def _rewrite(models_dir: Path, path: str, change: Callable[[bytes], bytes]) -> None:
-    blob = (snapshot_of(models_dir) / path).resolve()
-    blob.write_bytes(change(blob.read_bytes()))
-
-
 LOCAL_FAULTS: dict[str, tuple[str, Callable[[Path], None], str, str]] = {
     # name: (file, break it, issue a quick check reports, words in its detail)
     "flipped byte": (
         BIG,
-        lambda m: _rewrite(m, BIG, lambda d: d[:-5] + bytes([d[-5] ^ 1]) + d[-4:]),
+        lambda m: flip_byte(m, BIG),
         "wrong_hash",
         "expected",
     ),

@@ -26,6 +26,7 @@ from modeldepot.availability.schemas import (
     ModelStatus,
     StatusSummary,
 )
+from modeldepot.blocking import finish
 from modeldepot.catalog.manifest import Manifest
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService, ManifestState
@@ -109,8 +110,11 @@ class AvailabilityService:
     async def run_watch_loop(self, interval_seconds: float) -> None:
         """Recompute every status every ``interval_seconds`` until cancelled."""
         while True:
-            await asyncio.gather(*(self.recompute(m) for m in self._catalog.entries))
+            await finish(self._recompute_all())
             await asyncio.sleep(interval_seconds)
+
+    async def _recompute_all(self) -> None:
+        await asyncio.gather(*(self.recompute(m) for m in self._catalog.entries))
 
     async def _on_manifest_change(self, model_id: str) -> None:
         await self.recompute(model_id)

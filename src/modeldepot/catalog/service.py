@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modeldepot.blocking import finish
 from modeldepot.catalog import repo
 from modeldepot.catalog.manifest import Manifest, select_files
 from modeldepot.catalog.models import ModelSourceState
@@ -133,7 +134,7 @@ class CatalogService:
     async def run_refresh_loop(self, interval_seconds: float) -> None:
         """Refresh every model now and then every ``interval_seconds``, until cancelled."""
         while True:
-            await self.refresh_all()
+            await finish(self.refresh_all())  # bounded by the hub timeout
             await asyncio.sleep(interval_seconds)
 
     async def _refresh(self, model_id: str) -> ManifestState:

@@ -27,7 +27,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
-from modeldepot.blocking import run
+from modeldepot.blocking import finish, run
 from modeldepot.catalog.manifest import Manifest, ManifestFile
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
@@ -494,7 +494,7 @@ class DownloadService:
                 job.meter.sample(job.done_bytes)
                 self._bus.publish(DownloadProgress.build(job))
                 if ticks % (PROGRESS_HZ * 5) == 0:
-                    await self._save(job)
+                    await finish(self._save(job))
 
     def _announce_soon(self, job: Job) -> None:
         self._bus.publish(DownloadProgress.build(job))

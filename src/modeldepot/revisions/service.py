@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
+from modeldepot.blocking import finish
 from modeldepot.catalog.manifest import Manifest
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
@@ -458,15 +459,7 @@ class RevisionService:
         change), until cancelled."""
         while True:
             self._wake.clear()
-            # A sweep is short; one under way when the service stops is finished, not cut
-            # off inside a database call (which would leave a connection unclosed).
-            sweeping = asyncio.ensure_future(self.sweep())
-            try:
-                await asyncio.shield(sweeping)
-            except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await sweeping
-                raise
+            await finish(self.sweep())  # a stop waits for a sweep under way
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval_seconds)
 
