@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from modeldepot.errors import (
+    AlreadyRunning,
     ConfigError,
     DepotError,
     InvalidInput,
@@ -27,6 +28,7 @@ from modeldepot.errors import (
 EXIT_CODES: tuple[tuple[type[DepotError], int], ...] = (
     (InvalidInput, 2),
     (NotFound, 3),
+    (AlreadyRunning, 7),  # before ConfigError: "stop the other one", not "fix the config"
     (ConfigError, 4),
     (StorageError, 5),
     (UpstreamError, 6),

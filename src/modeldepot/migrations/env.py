@@ -8,6 +8,7 @@ from modeldepot.catalog import models as _catalog_models  # noqa: F401 - registe
 from modeldepot.db import Base
 from modeldepot.downloads import models as _download_models  # noqa: F401 - registers tables
 from modeldepot.health import models as _health_models  # noqa: F401 - registers tables
+from modeldepot.instance import InstanceLeaseRow as _lease  # noqa: F401 - registers its table
 from modeldepot.revisions import models as _revision_models  # noqa: F401 - registers tables
 
 connection = context.config.attributes["connection"]
