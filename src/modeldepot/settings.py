@@ -17,9 +17,17 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +35,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from modeldepot.bounds import BandwidthLimitMbps, MaxRetries, ZeroOrBetween
 from modeldepot.errors import ConfigError
 
 # The config file chosen by the entry point for the Settings being built (a context variable
@@ -34,37 +43,55 @@ from modeldepot.errors import ConfigError
 _config_file: ContextVar[Path | None] = ContextVar("modeldepot_config_file", default=None)
 
 _NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+HOURS_PER_YEAR = 24 * 365
+MINUTES_PER_YEAR = 60 * HOURS_PER_YEAR
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class StorageConfig(_Section):
     """Disk usage limits. ``max_storage_gb`` 0 means no quota (only the free-space reserve)."""
 
-    max_storage_gb: float = Field(default=0, ge=0, description="Quota for models, 10^9 bytes")
-    cleanup_threshold_percent: float = Field(default=90, gt=0, le=100)
+    max_storage_gb: Annotated[
+        float, ZeroOrBetween(low=0.001, high=1_000_000, zero_means="no quota")
+    ] = Field(
+        default=0,
+        description="Quota for models, GB (10^9 bytes): 0 (no quota) or 0.001 to 1,000,000",
+    )
+    cleanup_threshold_percent: float = Field(
+        default=90, ge=1, le=100, description="Disk usage that calls for a clean-up, 1 to 100 %"
+    )
     min_free_space_gb: float = Field(
-        default=2, ge=0, description="Reserve kept free on the models disk, 10^9 bytes"
+        default=2,
+        ge=0,
+        le=100_000,
+        description="Reserve kept free on the models disk, GB (10^9 bytes): 0 to 100,000",
     )
     revision_grace_hours: float = Field(
         default=72,
         ge=0,
-        le=24 * 365,
+        le=HOURS_PER_YEAR,
         description="How long the previous revision stays on disk after an update or a "
-        "rollback (0: removed at the next sweep)",
+        "rollback, hours: 0 (removed at the next sweep) to 8760 (a year)",
     )
 
 
 class DownloadsConfig(_Section):
-    max_concurrent_downloads: int = Field(default=3, ge=1, le=64)
-    max_retries: int = Field(default=3, ge=0, le=100)
-    bandwidth_limit_mbps: float = Field(
-        default=0, ge=0, description="Global limit in 10^6 bytes/s; 0 = unlimited"
+    max_concurrent_downloads: int = Field(
+        default=3, ge=1, le=64, description="Downloads transferring at once, 1 to 64"
     )
-    connections_per_file: int = Field(default=16, ge=1, le=64)
-    max_connections: int = Field(default=32, ge=1, le=256)
+    max_retries: MaxRetries = 3
+    bandwidth_limit_mbps: BandwidthLimitMbps = Field(
+        default=0, description="Global limit, 10^6 bytes/s: 0 (unlimited) or 0.01 to 100,000"
+    )
+    connections_per_file: int = Field(
+        default=16, ge=1, le=64, description="Connections one file is fetched over, 1 to 64"
+    )
+    max_connections: int = Field(
+        default=32, ge=1, le=256, description="Connections across all downloads, 1 to 256"
+    )
 
 
 class FeaturesConfig(_Section):
@@ -75,8 +102,18 @@ class FeaturesConfig(_Section):
 
 
 class HealthMonitoringConfig(_Section):
-    check_interval_hours: float = Field(default=24, gt=0, le=24 * 365)
-    full_check_interval_hours: float = Field(default=24 * 7, gt=0, le=24 * 365)
+    check_interval_hours: float = Field(
+        default=24,
+        ge=0.01,
+        le=HOURS_PER_YEAR,
+        description="Hours between monitor rounds (quick checks): 0.01 (36 s) to 8760",
+    )
+    full_check_interval_hours: float = Field(
+        default=24 * 7,
+        ge=0.01,
+        le=HOURS_PER_YEAR,
+        description="Hours after which a model's next check is a full one: 0.01 to 8760",
+    )
     auto_repair_enabled: bool = False
 
 
@@ -106,10 +143,11 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     host: str = Field(default="127.0.0.1", pattern=_NO_CONTROL_CHARS)
-    port: int = Field(default=8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port, 0 (any free) to 65535")
     models_dir: Path = Field(default_factory=default_models_dir)
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = Field(
@@ -138,12 +176,26 @@ class Settings(BaseSettings):
         default_factory=lambda: _env_flag("HF_HUB_OFFLINE"),
         description="Never contact the hub (HF_HUB_OFFLINE)",
     )
-    hub_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
-    hub_refresh_interval_minutes: float = Field(default=60, gt=0)
-    hub_resolve_concurrency: int = Field(default=4, ge=1, le=64)
-    status_cache_ttl_seconds: float = Field(default=2.0, ge=0, le=3600)
+    hub_timeout_seconds: float = Field(
+        default=5.0, ge=0.1, le=120, description="Longest wait for a hub answer, 0.1 to 120 s"
+    )
+    hub_refresh_interval_minutes: float = Field(
+        default=60,
+        ge=1,
+        le=MINUTES_PER_YEAR,
+        description="How often manifests are re-resolved, 1 to 525,600 minutes (a year)",
+    )
+    hub_resolve_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Parallel hub look-ups, 1 to 64"
+    )
+    status_cache_ttl_seconds: float = Field(
+        default=2.0, ge=0, le=3600, description="Reuse of a computed status, 0 (none) to 3600 s"
+    )
     status_scan_interval_seconds: float = Field(
-        default=30, gt=0, description="How often the disk is re-observed for external changes"
+        default=30,
+        ge=1,
+        le=86_400,
+        description="How often the disk is re-observed for external changes, 1 to 86,400 s",
     )
     demo: bool = False
     allowed_source_hosts: list[str] = Field(
@@ -151,19 +203,43 @@ class Settings(BaseSettings):
         description="Hosts downloads may reach even though they resolve to loopback or "
         "private addresses (the hub endpoint's host is always allowed)",
     )
-    min_segment_mb: float = Field(default=8, gt=0, description="Smallest range request")
-    stall_timeout_seconds: float = Field(
-        default=30, gt=0, description="No byte for this long: reconnect"
+    min_segment_mb: float = Field(
+        default=8,
+        ge=0.1,
+        le=32,
+        description="Smallest range request, MB (10^6 bytes): 0.1 to 32 (rounded up to "
+        "64 KiB; segments never exceed 32 MiB)",
     )
-    checkpoint_interval_seconds: float = Field(default=1.0, gt=0)
-    retry_base_delay_seconds: float = Field(default=1.0, ge=0)
-    retry_max_delay_seconds: float = Field(default=60.0, ge=0)
-    max_retry_after_seconds: float = Field(default=300.0, ge=0)
+    stall_timeout_seconds: float = Field(
+        default=30,
+        ge=0.1,
+        le=3600,
+        description="No byte (or under 16 KiB) for this long replaces the connection, "
+        "0.1 to 3600 s",
+    )
+    checkpoint_interval_seconds: float = Field(
+        default=1.0,
+        ge=0.01,
+        le=600,
+        description="How often progress is made durable, 0.01 to 600 s",
+    )
+    retry_base_delay_seconds: float = Field(
+        default=1.0, ge=0, le=3600, description="First retry's backoff, 0 to 3600 s"
+    )
+    retry_max_delay_seconds: float = Field(
+        default=60.0, ge=0, le=86_400, description="Longest backoff between retries, 0 to 86,400 s"
+    )
+    max_retry_after_seconds: float = Field(
+        default=300.0, ge=0, le=86_400, description="Longest Retry-After honoured, 0 to 86,400 s"
+    )
     health_check_concurrency: int = Field(
-        default=2, ge=1, le=32, description="Health checks running at once (across models)"
+        default=2, ge=1, le=32, description="Health checks running at once (across models), 1 to 32"
     )
     health_perf_read_mb: float = Field(
-        default=64, gt=0, description="Performance check: bytes read per file, at most"
+        default=64,
+        ge=1,
+        le=10_000,
+        description="Performance check: bytes read per file at most, MB (10^6 bytes): 1 to 10,000",
     )
 
     storage: StorageConfig = Field(default_factory=StorageConfig)
@@ -198,7 +274,8 @@ class Settings(BaseSettings):
         """Build settings from the config file, the environment and ``overrides``.
 
         Raises:
-            ConfigError: the config file is missing or invalid.
+            ConfigError: the config file is missing or does not parse, or a setting is
+                invalid or outside its range (one line naming each setting).
         """
         path = config_file or _path_from_env()
         if path is not None and not path.is_file():
@@ -206,10 +283,12 @@ class Settings(BaseSettings):
         token = _config_file.set(path)
         try:
             settings = cls(**overrides)
-        except ValueError as exc:
+        except ValidationError as exc:
+            raise _config_error(exc, path) from exc
+        except ValueError as exc:  # the TOML file or a JSON list in the environment
+            where = f"config file {path}" if path else "settings"
             raise ConfigError(
-                f"Invalid settings{f' in {path}' if path else ''}: {exc}",
-                details={"file": str(path) if path else None},
+                f"Invalid {where}: {exc}", details={"file": str(path) if path else None}
             ) from exc
         finally:
             _config_file.reset(token)
@@ -230,6 +309,35 @@ class Settings(BaseSettings):
     @property
     def runtime_config_path(self) -> Path:
         return self.data_dir / "runtime-config.json"
+
+
+def validation_problems(
+    exc: ValidationError, *, strip: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """``(dotted location, message)`` for each error of ``exc``, without pydantic's
+    "Value error, " prefix and without the input (which may be a secret); ``strip``
+    drops leading location parts (e.g. ``("overrides",)``)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = tuple(str(part) for part in error["loc"])
+        if loc[: len(strip)] == strip:
+            loc = loc[len(strip) :]
+        problems.append((".".join(loc), error["msg"].removeprefix("Value error, ")))
+    return problems
+
+
+def _config_error(exc: ValidationError, path: Path | None) -> ConfigError:
+    """One line naming each bad setting and its environment variable."""
+    problems = validation_problems(exc)
+    lines = [
+        f"{name or 'settings'} (MODELDEPOT_{name.replace('.', '__').upper()}): {message}"
+        for name, message in problems
+    ]
+    source = f" (config file {path}, environment, or arguments)" if path else ""
+    return ConfigError(
+        f"Invalid setting{'s' if len(lines) > 1 else ''}{source}: {'; '.join(lines)}",
+        details={"file": str(path) if path else None, "settings": [n for n, _ in problems]},
+    )
 
 
 def _path_from_env() -> Path | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -27,10 +28,10 @@ from modeldepot.cli.progress import PullDisplay
 from modeldepot.cli.pull import Outcome, pull_in_process, pull_through_service
 from modeldepot.cli.remote import RemoteService, find_service
 from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
-from modeldepot.errors import DepotError
+from modeldepot.errors import DepotError, InvalidInput
 from modeldepot.ids import validate_model_id
 from modeldepot.services import load_entries, open_services
-from modeldepot.settings import Settings
+from modeldepot.settings import Settings, validation_problems
 
 app = typer.Typer(help="modeldepot: keeps generative models available.", no_args_is_help=True)
 console = Console()
@@ -91,9 +92,17 @@ def _run(
     import uvicorn
 
     from modeldepot.api.app import create_app
+    from modeldepot.cli.startup import StartupErrors
 
-    application = create_app(settings, extra_entries=entries, include_builtin=builtin)
-    uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level)
+    application = StartupErrors(
+        create_app(settings, extra_entries=entries, include_builtin=builtin)
+    )
+    try:
+        uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level)
+    except SystemExit:  # uvicorn's exit after a failed start: say why, with our exit code
+        if application.error is not None:
+            raise _fail(application.error) from None
+        raise
 
 
 @app.command()
@@ -118,15 +127,18 @@ def pull(
     settings = _settings(config)
     try:
         validate_model_id(model_id)
+        request = ManageRequest(
+            model_id=model_id,
+            action=DownloadAction.start,
+            priority=priority,
+            max_retries=max_retries,
+            bandwidth_limit_mbps=bandwidth_limit,
+        )
     except DepotError as exc:
         raise _fail(exc) from exc
-    request = ManageRequest(
-        model_id=model_id,
-        action=DownloadAction.start,
-        priority=priority,
-        max_retries=max_retries,
-        bandwidth_limit_mbps=bandwidth_limit,
-    )
+    except ValidationError as exc:  # an option outside the range the API documents
+        problems = "; ".join(f"{loc}: {msg}" for loc, msg in validation_problems(exc))
+        raise _fail(InvalidInput(problems)) from exc
     with _quiet_logs():
         base_url = asyncio.run(find_service(settings))
         outcome = _run_pull(settings, request, base_url=base_url, as_json=as_json)

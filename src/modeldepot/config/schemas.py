@@ -2,12 +2,19 @@
 
 The sections are the ones in ``modeldepot.settings`` (one definition, used for start-up
 settings and for the API). An update names only what changes; it is validated strictly
-(no unknown keys, no type coercion such as ``"5"`` for 5, no control characters).
+(no unknown keys, no type coercion such as ``"5"`` for 5, no control characters), and
+every number against the range written in its description (``modeldepot.bounds``).
+
+The saved overrides file has one shape too (:class:`SavedConfig`), and a file that no
+longer fits it is reported as a :class:`SetAside`.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import datetime
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modeldepot.settings import (
     DownloadsConfig,
@@ -21,6 +28,19 @@ class StoragePublic(StorageConfig):
     models_directory: str = Field(description="The models directory in use")
 
 
+class SetAside(BaseModel):
+    """A saved runtime configuration that failed validation at start-up and was set aside
+    (the service started on defaults, the TOML file and the environment instead)."""
+
+    file: str = Field(description="Where the saved configuration was")
+    moved_to: str | None = Field(
+        description="Where it is now (runtime-config.rejected-<UTC time>.json beside it); "
+        "null if it could not be moved (it is then reported again at the next start)"
+    )
+    reasons: list[str] = Field(description="Why it was refused, one entry per problem")
+    at: datetime = Field(description="When it was set aside")
+
+
 class ConfigPublic(BaseModel):
     """The configuration in effect."""
 
@@ -28,6 +48,11 @@ class ConfigPublic(BaseModel):
     downloads: DownloadsConfig
     features: FeaturesConfig
     health_monitoring: HealthMonitoringConfig
+    set_aside: SetAside | None = Field(
+        default=None,
+        description="Extension (not in the seed): the saved runtime configuration this "
+        "start set aside because it no longer validated; null when none was",
+    )
 
 
 class StorageUpdate(StorageConfig):
@@ -41,7 +66,8 @@ class StorageUpdate(StorageConfig):
 
 
 class ConfigUpdate(BaseModel):
-    """A partial configuration: only the keys present are changed."""
+    """A partial configuration: only the keys present are changed (a section may be
+    left out, not set to null)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +75,22 @@ class ConfigUpdate(BaseModel):
     downloads: DownloadsConfig | None = None
     features: FeaturesConfig | None = None
     health_monitoring: HealthMonitoringConfig | None = None
+
+    @model_validator(mode="after")
+    def _no_null_sections(self) -> Self:
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"configuration sections cannot be null: {', '.join(nulls)}")
+        return self
+
+
+class SavedConfig(BaseModel):
+    """``<data_dir>/runtime-config.json``: the updates made through the API, merged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    overrides: ConfigUpdate
 
 
 class ConfigUpdateResult(BaseModel):

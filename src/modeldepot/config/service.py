@@ -1,17 +1,18 @@
 """Runtime configuration: validated updates, persisted atomically, applied live.
 
 Layers, lowest first: start-up settings (defaults, TOML file, environment), then the
-overrides written by ``PUT /config/update`` to ``<data_dir>/runtime-config.json``. The
-overrides file is replaced atomically (temp file, fsync, rename), so a crash leaves the
-old or the new file, never half of one; a file that does not parse stops start-up with a
-message naming it. Services read ``ConfigService.current`` at the moment they act, so a
-change applies at once; ``storage.models_directory`` is the one key that needs a restart.
+overrides written by ``PUT /config/update`` to ``<data_dir>/runtime-config.json`` (see
+:mod:`modeldepot.config.saved`: its format, and how a saved file that no longer
+validates is set aside at start-up instead of stopping it). Services read
+``ConfigService.current`` at the moment they act, so a change applies at once;
+``storage.models_directory`` is the one key that needs a restart, and it must name a
+usable directory (:mod:`modeldepot.config.directory`) both when it is set and when a
+start uses it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,11 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
-from modeldepot.config.schemas import ConfigPublic, ConfigUpdate, ConfigUpdateResult
-from modeldepot.errors import ConfigError, InvalidInput, StorageError
-from modeldepot.settings import Settings
-from modeldepot.store.layout import atomic_write_bytes
+from modeldepot.config.directory import check_models_directory
+from modeldepot.config.saved import describe_errors, read_saved, set_aside, write_saved
+from modeldepot.config.schemas import ConfigPublic, ConfigUpdate, ConfigUpdateResult, SetAside
+from modeldepot.errors import ConfigError, InvalidInput
+from modeldepot.settings import Settings, validation_problems
 
 RESTART_KEYS = frozenset({"storage.models_directory"})
 SECTIONS = ("storage", "downloads", "features", "health_monitoring")
@@ -33,13 +35,21 @@ class ConfigService:
     """Holds the configuration in effect and applies updates to it."""
 
     def __init__(self, settings: Settings) -> None:
+        """Blocking (start-up only): apply the saved overrides, or set a bad file aside.
+
+        Never raises over the saved file: whatever is wrong with it, the service starts
+        on the start-up settings alone (which have validated already).
+        """
         self._settings = settings
         self._path = settings.runtime_config_path
-        self._overrides = _read_overrides(self._path)
-        self._models_dir = Path(
-            self._overrides.get("storage", {}).get("models_directory") or settings.models_dir
-        ).expanduser()
-        self._current = _effective(settings, self._overrides, self._models_dir)
+        saved = read_saved(self._path, roots=settings.effective_allowed_roots)
+        problems = list(saved.problems)
+        if not problems:
+            problems = _combination_problems(settings, saved.overrides)
+        self._set_aside = set_aside(self._path, problems) if problems else None
+        self._overrides = {} if problems else saved.overrides
+        self._models_dir = _models_dir(settings, self._overrides)
+        self._current = self._published(_effective(settings, self._overrides, self._models_dir))
         self._lock = asyncio.Lock()
         self._listeners: list[ConfigListener] = []
 
@@ -52,6 +62,11 @@ class ConfigService:
         """The models directory in use (fixed for the life of the process)."""
         return self._models_dir
 
+    @property
+    def set_aside(self) -> SetAside | None:
+        """The saved configuration this start refused and moved aside, if any."""
+        return self._set_aside
+
     def on_change(self, listener: ConfigListener) -> None:
         self._listeners.append(listener)
 
@@ -60,25 +75,22 @@ class ConfigService:
 
         Raises:
             InvalidInput: unknown keys, wrong types, out-of-range values, a models
-                directory outside the allowed roots. Nothing is changed then.
+                directory that is not a writable directory inside the allowed roots.
+                Nothing is changed then.
             StorageError: the overrides file could not be written (nothing applied).
         """
-        patch = self._validate(raw)
+        patch = await self._validate(raw)
         async with self._lock:
             merged = _deep_merge(self._overrides, patch)
-            models_dir = Path(
-                merged.get("storage", {}).get("models_directory") or self._settings.models_dir
-            )
             try:
-                candidate = _effective(self._settings, merged, models_dir)
+                candidate = _effective(self._settings, merged, _models_dir(self._settings, merged))
             except ConfigError as exc:
                 raise InvalidInput(exc.message, details=exc.details) from exc
             changed = _changed_keys(self._public_dict(), candidate.model_dump())
-            await anyio.to_thread.run_sync(_write_overrides, self._path, merged)
+            await anyio.to_thread.run_sync(write_saved, self._path, merged)
             self._overrides = merged
-            live = candidate.model_copy(deep=True)
-            live.storage.models_directory = str(self._models_dir)
-            self._current = live
+            candidate.storage.models_directory = str(self._models_dir)
+            self._current = self._published(candidate)
         pending = sorted(changed & RESTART_KEYS)
         for listener in self._listeners:
             await listener(frozenset(changed))
@@ -89,6 +101,10 @@ class ConfigService:
             pending_restart=pending,
         )
 
+    def _published(self, config: ConfigPublic) -> ConfigPublic:
+        config.set_aside = self._set_aside
+        return config
+
     def _public_dict(self) -> dict[str, Any]:
         current = self._current.model_dump()
         pending_dir = self._overrides.get("storage", {}).get("models_directory")
@@ -96,39 +112,38 @@ class ConfigService:
             current["storage"]["models_directory"] = pending_dir
         return current
 
-    def _validate(self, raw: Any) -> dict[str, Any]:
+    async def _validate(self, raw: Any) -> dict[str, Any]:
         try:
             update = ConfigUpdate.model_validate(raw, strict=True)
         except ValidationError as exc:
             raise InvalidInput(
-                "Invalid configuration update",
+                "Invalid configuration update: " + "; ".join(describe_errors(exc)),
                 details={"errors": _error_list(exc)},
             ) from exc
         patch = update.model_dump(exclude_unset=True)
-        nulls = [section for section, value in patch.items() if value is None]
-        if nulls:
-            raise InvalidInput("Configuration sections cannot be null", details={"sections": nulls})
         directory = patch.get("storage", {}).get("models_directory")
         if directory is not None:
-            patch["storage"]["models_directory"] = str(self._check_models_dir(directory))
+            resolved = await anyio.to_thread.run_sync(self._check_models_dir, directory)
+            patch["storage"]["models_directory"] = str(resolved)
         return patch
 
     def _check_models_dir(self, value: str) -> Path:
-        path = Path(value)
-        if not path.is_absolute():
-            raise InvalidInput(
-                "storage.models_directory must be an absolute path",
-                details={"models_directory": value},
-            )
-        resolved = path.resolve()
-        roots = [root.expanduser().resolve() for root in self._settings.effective_allowed_roots]
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise InvalidInput(
-                "storage.models_directory must be inside an allowed root "
-                "(setting allowed_models_roots)",
-                details={"models_directory": value},
-            )
-        return resolved
+        return check_models_directory(value, roots=self._settings.effective_allowed_roots)
+
+
+def _models_dir(settings: Settings, overrides: dict[str, Any]) -> Path:
+    saved = overrides.get("storage", {}).get("models_directory")
+    return Path(saved) if saved else settings.models_dir.expanduser()
+
+
+def _combination_problems(settings: Settings, overrides: dict[str, Any]) -> list[str]:
+    """Why valid overrides would not combine with ``settings`` (none today: no rule spans
+    two keys yet, but a start must not depend on that staying true)."""
+    try:
+        _effective(settings, overrides, _models_dir(settings, overrides))
+    except ConfigError as exc:
+        return [f"{e['field']}: {e['message']}" for e in exc.details["errors"]]
+    return []
 
 
 def _effective(settings: Settings, overrides: dict[str, Any], models_dir: Path) -> ConfigPublic:
@@ -143,36 +158,6 @@ def _effective(settings: Settings, overrides: dict[str, Any], models_dir: Path) 
         ) from exc
 
 
-def _read_overrides(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"Cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = json.loads(text)
-        overrides = data["overrides"]
-        ConfigUpdate.model_validate(overrides, strict=True)
-    except (ValueError, KeyError, TypeError, ValidationError) as exc:
-        raise ConfigError(
-            f"{path} is not a valid modeldepot runtime configuration; fix or remove it",
-            details={"file": str(path)},
-        ) from exc
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"{path} is not a valid modeldepot runtime configuration")
-    return overrides
-
-
-def _write_overrides(path: Path, overrides: dict[str, Any]) -> None:
-    payload = json.dumps({"version": 1, "overrides": overrides}, indent=2, sort_keys=True)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, payload.encode("utf-8"))
-    except OSError as exc:
-        raise StorageError(f"Cannot save the configuration: {exc.strerror}") from exc
-
-
 def _deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = {key: dict(value) if isinstance(value, dict) else value for key, value in base.items()}
     for key, value in patch.items():
@@ -185,15 +170,12 @@ def _deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
     changed: set[str] = set()
-    for section, values in after.items():
-        for key, value in values.items():
-            if before.get(section, {}).get(key) != value:
+    for section in SECTIONS:
+        for key, value in after[section].items():
+            if before[section].get(key) != value:
                 changed.add(f"{section}.{key}")
     return changed
 
 
 def _error_list(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
-        for err in exc.errors(include_url=False, include_input=False)
-    ]
+    return [{"field": loc, "message": message} for loc, message in validation_problems(exc)]

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldepot.bounds import BandwidthLimitMbps, MaxRetries
 from modeldepot.downloads.state import DownloadStatus
 from modeldepot.ids import ModelId
 
@@ -44,9 +45,9 @@ class ManageRequest(BaseModel):
 
     model_id: ModelId
     action: DownloadAction
-    max_retries: int | None = Field(default=None, ge=0, le=100)
+    max_retries: MaxRetries | None = None
     priority: Priority | None = None
-    bandwidth_limit_mbps: float | None = Field(default=None, ge=0, le=1_000_000)
+    bandwidth_limit_mbps: BandwidthLimitMbps | None = None
 
 
 class ManageResponse(BaseModel):

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldepot.bounds import BandwidthLimitMbps, MaxRetries
 from modeldepot.downloads.schemas import Priority
 
 
@@ -51,8 +52,14 @@ class UpdateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priority: Priority | None = None
-    bandwidth_limit_mbps: float | None = Field(default=None, ge=0, le=1_000_000)
-    max_retries: int | None = Field(default=None, ge=0, le=100)
+    bandwidth_limit_mbps: BandwidthLimitMbps | None = Field(
+        default=None,
+        description="This download's limit, 10^6 bytes/s: 0 (unlimited) or 0.01 to 100,000; "
+        "default: none of its own (the global limit applies)",
+    )
+    max_retries: MaxRetries | None = Field(
+        default=None, description="0 to 100; default: downloads.max_retries"
+    )
 
 
 class UpdateResponse(BaseModel):
