@@ -5,25 +5,21 @@ revision points at, and every file with its size and LFS sha256 (or git blob id)
 is blocking (huggingface_hub's HTTP client), so it runs in a worker thread under a hard
 deadline; nothing waits on the hub longer than ``hub_timeout_seconds`` (plus slack).
 Foreign errors are translated here, once, into ``UpstreamError`` subclasses whose message
-says what a user should do (gated model, bad token, missing repository, hub unreachable).
+says what a user should do (gated model, bad token, missing repository, hub unreachable);
+an HTTP status goes through the one table of modeldepot/upstream.py, as in transfers.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 import httpx2
 from huggingface_hub import HfApi
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from modeldepot.catalog.hubclient import MetadataTooLarge
 from modeldepot.catalog.manifest import Manifest, ManifestFile
@@ -31,15 +27,12 @@ from modeldepot.catalog.schemas import CatalogEntry, HubSource, UrlSource
 from modeldepot.errors import (
     DepotError,
     UpstreamError,
-    UpstreamNotFound,
     UpstreamProtocolError,
-    UpstreamRateLimited,
     UpstreamTimeout,
-    UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from modeldepot.ids import is_commit_hash, make_digest
-from modeldepot.store.layout import url_commit, url_repo_id
+from modeldepot.ids import is_commit_hash, make_digest, url_commit, url_repo_id
+from modeldepot.upstream import safe_url, status_error
 
 
 class SourceResolver:
@@ -119,7 +112,14 @@ class SourceResolver:
             raise UpstreamTimeout(f"{url} did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"{url} cannot be reached: {exc}") from exc
-        _raise_for_url_status(url, response.status_code)
+        if response.status_code >= 400:
+            raise status_error(
+                response.status_code,
+                response.headers,
+                what=safe_url(url),
+                where=response.url.host or safe_url(url),
+                details={"url": safe_url(url)},
+            )
         length = response.headers.get("content-length", "")
         return int(length) if length.isdigit() else None
 
@@ -167,23 +167,9 @@ def _manifest_file(sibling: Any) -> ManifestFile:
 def _translate_hub_error(exc: Exception, source: HubSource, endpoint: str) -> UpstreamError:
     repo = source.repo_id
     details = {"repo": repo, "revision": source.revision}
-    if isinstance(exc, GatedRepoError):
-        return UpstreamUnauthorized(
-            f"{repo} is a gated model: accept its conditions on the hub and set HF_TOKEN",
-            details=details,
-        )
-    if isinstance(exc, RevisionNotFoundError):
-        return UpstreamNotFound(
-            f"Revision '{source.revision}' of {repo} does not exist", details=details
-        )
-    if isinstance(exc, RepositoryNotFoundError):
-        return UpstreamNotFound(
-            f"{repo} does not exist on {endpoint}, or it is private and HF_TOKEN is missing or "
-            "has no access",
-            details=details,
-        )
     if isinstance(exc, HfHubHTTPError):
-        return _translate_status(exc, repo, details)
+        where = urlsplit(endpoint).hostname or endpoint
+        return _hub_status_error(exc, what=repo, where=where, details=details)
     if isinstance(exc, MetadataTooLarge):
         return UpstreamProtocolError(
             f"The hub's answer for {repo} was refused: {exc}", details=details
@@ -193,24 +179,15 @@ def _translate_hub_error(exc: Exception, source: HubSource, endpoint: str) -> Up
     return UpstreamUnavailable(f"The hub at {endpoint} cannot be reached: {exc}", details=details)
 
 
-def _translate_status(exc: HfHubHTTPError, repo: str, details: dict[str, Any]) -> UpstreamError:
-    status = exc.response.status_code if exc.response is not None else 0
-    if status == 401:
-        return UpstreamUnauthorized(f"The hub refused the token for {repo} (401)", details=details)
-    if status == 403:
-        return UpstreamUnauthorized(f"The token has no access to {repo} (403)", details=details)
-    if status == 429:
-        return UpstreamRateLimited(f"The hub rate-limited requests for {repo}", details=details)
-    return UpstreamUnavailable(f"The hub answered {status} for {repo}", details=details)
-
-
-def _raise_for_url_status(url: str, status: int) -> None:
-    if status < 400:
-        return
-    if status in (401, 403):
-        raise UpstreamUnauthorized(f"{url} refused access ({status})")
-    if status == 404:
-        raise UpstreamNotFound(f"{url} does not exist (404)")
-    if status == 429:
-        raise UpstreamRateLimited(f"{url} rate-limited the request")
-    raise UpstreamUnavailable(f"{url} answered {status}")
+def _hub_status_error(
+    exc: HfHubHTTPError, *, what: str, where: str, details: dict[str, Any] | None = None
+) -> UpstreamError:
+    """The error for a hub answer huggingface_hub raised, from the table of
+    modeldepot/upstream.py. Its typed errors (GatedRepoError, RepositoryNotFoundError, ...)
+    are raised for the X-Error-Code on the answer, which the table reads itself; reading
+    the answer rather than the type keeps them the same class as in transfers (the type
+    would disagree where huggingface_hub guesses, e.g. a 401 without a code)."""
+    response = exc.response
+    return status_error(
+        response.status_code, response.headers, what=what, where=where, details=details
+    )

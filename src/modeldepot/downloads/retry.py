@@ -4,15 +4,15 @@ Transient: the network or the server had a bad moment (timeouts, resets, cut bod
 stalls, 5xx, 429, wrong Content-Range). Permanent: retrying cannot help (404, 401/403,
 unsafe sources, checksum mismatch after a re-fetch, disk full, local IO errors).
 Backoff is exponential with equal jitter, capped; a server's ``Retry-After`` (seconds or
-an HTTP date) wins but is bounded by ``max_retry_after``.
+an HTTP date, parsed where statuses are translated: modeldepot/upstream.py) wins but is
+bounded by ``max_retry_after``. A signed URL that expired is not a failure at all: the
+transfer renews it without counting a retry (downloads/sources.py, ``SourceLink``).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 from modeldepot.errors import (
     DepotError,
@@ -49,19 +49,3 @@ class RetryPolicy:
 
 def is_transient(error: DepotError) -> bool:
     return isinstance(error, TRANSIENT)
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date; else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -1,4 +1,4 @@
-"""Where bytes come from: SSRF policy, redirect-by-redirect resolution, HTTP error meaning.
+"""Where bytes come from: SSRF policy, redirect-by-redirect resolution, renewing signed URLs.
 
 * Only ``http``/``https``. A host is refused when any address it resolves to is loopback,
   private, link-local (cloud metadata), multicast, reserved or unspecified, IPv4-mapped
@@ -9,36 +9,40 @@
 * The hub token is sent only to the hub's own origin, never to a CDN or across a
   cross-host redirect (item 8). Redirect loops and chains over ``MAX_REDIRECTS`` fail
   cleanly (item 9).
-* Status codes become errors that say what to do (gated model, bad token, missing file).
+* Status codes become errors that say what to do (gated model, bad token, missing file)
+  through the one table in modeldepot/upstream.py.
+* The URL a file's bytes come from is a ``SourceLink``: signed CDN URLs expire (the hub's
+  after about an hour), so a refusal of a redirected URL makes the file's connections wait
+  for one fresh resolution, then continue where they were (item 44).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from modeldepot.downloads.retry import parse_retry_after
 from modeldepot.errors import (
-    DepotError,
     RedirectError,
     TransferInterrupted,
     UnsafeSource,
     UpstreamError,
-    UpstreamNotFound,
     UpstreamProtocolError,
-    UpstreamRateLimited,
     UpstreamTimeout,
-    UpstreamUnauthorized,
     UpstreamUnavailable,
 )
+from modeldepot.upstream import HeaderLookup, refusal_may_be_expiry, safe_url, status_error
 
 MAX_REDIRECTS = 10
+MAX_RENEWALS = 256
+"""Fresh URLs one file fetch may ask for: a 1-hour signature lasts for 10 days of transfer."""
+ERROR_BODY_PEEK = 4096  # enough of a 400's body to see whether it says "expired"
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -111,6 +115,8 @@ class ResolvedSource:
     size: int | None
     etag: str | None
     accepts_ranges: bool
+    redirected: bool = False
+    """The URL came from a redirect (a CDN's, maybe signed), not the asked URL itself."""
 
 
 def auth_headers(url: str, *, hub_url: str, token: str | None) -> dict[str, str]:
@@ -126,8 +132,10 @@ async def resolve(
     *,
     policy: SourcePolicy,
     token: str | None,
+    what: str | None = None,
 ) -> ResolvedSource:
-    """Follow redirects from ``url`` by hand (HEAD), checking each hop.
+    """Follow redirects from ``url`` by hand (HEAD), checking each hop. ``what`` names the
+    file in error messages (the URL's last path segment if None).
 
     Raises:
         UnsafeSource: a hop is refused by the policy.
@@ -136,10 +144,11 @@ async def resolve(
     seen: set[str] = set()
     linked_size: int | None = None
     linked_etag: str | None = None
-    for _hop in range(MAX_REDIRECTS + 1):
+    what = what or _name(url)
+    for hop in range(MAX_REDIRECTS + 1):
         await policy.check(url)
         if url in seen:
-            raise RedirectError("Redirect loop", details={"url": _safe(url)})
+            raise RedirectError("Redirect loop", details={"url": safe_url(url)})
         seen.add(url)
         headers = {"Accept-Encoding": "identity"} | auth_headers(
             url, hub_url=policy.hub_url, token=token
@@ -152,18 +161,19 @@ async def resolve(
             location = response.headers.get("location")
             if not location:
                 raise UpstreamProtocolError(
-                    "Redirect without a Location", details={"url": _safe(url)}
+                    "Redirect without a Location", details={"url": safe_url(url)}
                 )
             url = urljoin(url, location)
             continue
-        raise_for_status(response, url=url)
+        raise_for_status(response, url=url, what=what)
         return ResolvedSource(
             url=url,
             size=_int(response.headers.get("content-length")) or linked_size,
             etag=response.headers.get("etag") or linked_etag,
             accepts_ranges=response.headers.get("accept-ranges", "").lower() == "bytes",
+            redirected=hop > 0,
         )
-    raise RedirectError(f"More than {MAX_REDIRECTS} redirects", details={"url": _safe(url)})
+    raise RedirectError(f"More than {MAX_REDIRECTS} redirects", details={"url": safe_url(url)})
 
 
 async def request(
@@ -173,81 +183,182 @@ async def request(
     try:
         return await client.request(method, url, headers=headers, follow_redirects=False)
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"{_host(url)} did not answer in time") from exc
+        raise UpstreamTimeout(f"{host_of(url)} did not answer in time") from exc
     except httpx.HTTPError as exc:
-        raise TransferInterrupted(f"Connection to {_host(url)} failed: {exc}") from exc
+        raise TransferInterrupted(f"Connection to {host_of(url)} failed: {exc}") from exc
 
 
-def raise_for_status(response: httpx.Response, *, url: str) -> None:
+def raise_for_status(response: httpx.Response, *, url: str, what: str | None = None) -> None:
     """Translate an error status into the error tree, with the reason a person needs.
 
     Raises:
-        UpstreamError: for every status >= 400 (subclass by meaning).
+        UpstreamError: for every status >= 400 (subclass by meaning, modeldepot/upstream.py).
     """
-    status = response.status_code
-    if status < 400:
+    if response.status_code < 400:
         return
-    raise status_error(status, response.headers, url=url)
+    raise status_error(
+        response.status_code,
+        response.headers,
+        what=what or _name(url),
+        where=host_of(url),
+        details={"url": safe_url(url)},
+    )
 
 
-class HeaderLookup(Protocol):
-    def get(self, key: str, /) -> str | None: ...
+@dataclass(frozen=True)
+class LinkRequest:
+    """One request made with a ``SourceLink``'s URL of ``generation``."""
+
+    url: str
+    generation: int
+    redirected: bool
 
 
-def status_error(status: int, headers: HeaderLookup, *, url: str) -> DepotError:
-    hub_code = headers.get("x-error-code") or ""
-    retry_after = parse_retry_after(headers.get("retry-after"))
-    where = {"url": _safe(url), "status": status}
-    if hub_code == "GatedRepo":
-        return UpstreamUnauthorized(
-            "This is a gated model: accept its conditions on the hub and set HF_TOKEN "
-            f"to a token that has access ({status})",
-            details=where,
-        )
-    if status == 401:
-        return UpstreamUnauthorized(
-            f"The server refused the credentials (401): set a valid HF_TOKEN ({_host(url)})",
-            details=where,
-        )
-    if status == 403:
-        return UpstreamUnauthorized(
-            f"Access denied (403) by {_host(url)}: the token has no access to this file",
-            details=where,
-        )
-    if status in (404, 410):
-        what = "repository" if hub_code == "RepoNotFound" else "file"
-        return UpstreamNotFound(f"The {what} does not exist upstream ({status})", details=where)
-    if status == 429:
-        return UpstreamRateLimited(
-            f"{_host(url)} is rate-limiting (429)", details=where, retry_after=retry_after
-        )
-    if status >= 500 or status == 408:
-        return UpstreamUnavailable(
-            f"{_host(url)} answered {status}", details=where, retry_after=retry_after
-        )
-    return UpstreamProtocolError(f"{_host(url)} answered {status}", details=where)
+class SourceRefused(Exception):
+    """Control flow: a server refused the link's URL (perhaps only because it expired)."""
+
+    def __init__(self, error: UpstreamError, *, generation: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.generation = generation
+
+
+class SourceLink:
+    """The URL one file's bytes come from right now, renewed when a CDN refuses it.
+
+    A refused request raises ``SourceRefused`` with the link ``generation`` it used; its
+    connection calls ``renew``. Connections refused together wait for one renewal (single
+    flight), then continue their segments with the new URL. A refusal is believed (its
+    error raised) when the URL is not a redirect target (nothing to renew), when a URL
+    from a renewal was refused on every request made with it ("refused at once": renewing
+    again cannot help), or after ``MAX_RENEWALS``. The first URL is renewed once even if
+    never accepted: it may have waited (for a connection slot, for the re-fetch after a
+    checksum mismatch) longer than it lived. So every other renewal follows a request the
+    server accepted, and renewals are bounded without counting as retries (they are not
+    failures).
+
+    The worker threads report each request they send and whether its answer was accepted
+    (``request_sent`` / ``request_answered``, thread-safe); a refusal is judged only after
+    every request already sent with the same URL has been answered.
+    """
+
+    def __init__(
+        self, source: ResolvedSource, *, renew: Callable[[], Awaitable[ResolvedSource]]
+    ) -> None:
+        self.source = source
+        self.generation = 0  # how often the URL was renewed
+        self._renew = renew
+        self._loop = asyncio.get_running_loop()
+        self._lock = asyncio.Lock()
+        self._accepted = False  # a request with the current URL was accepted
+        self._pending = 0  # requests with the current URL not answered yet
+        self._answered = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        return self.source.url
+
+    def request(self) -> LinkRequest:
+        """The URL to use now, with what judging its answer needs."""
+        return LinkRequest(self.url, self.generation, self.source.redirected)
+
+    def request_sent(self, generation: int) -> None:
+        """Any thread: a request with the URL of ``generation`` is about to be sent."""
+        self._report(generation, 1, accepted=False)
+
+    def request_answered(self, generation: int, *, accepted: bool) -> None:
+        """Any thread: that request was answered (``accepted``: a 2xx), or failed."""
+        self._report(generation, -1, accepted=accepted)
+
+    def _report(self, generation: int, delta: int, *, accepted: bool) -> None:
+        # A loop already closed has nobody left to judge a refusal: nothing to tell.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._count, generation, delta, accepted)
+
+    def _count(self, generation: int, delta: int, accepted: bool) -> None:
+        if generation != self.generation:
+            return  # an answer about a URL already replaced
+        self._pending += delta
+        self._accepted = self._accepted or accepted
+        self._answered.set()
+
+    async def renew(self, refused: SourceRefused) -> None:
+        """Return once a URL newer than the refused one is in place.
+
+        Raises:
+            UpstreamError: the refusal is real (see the class); or what resolving raised.
+        """
+        async with self._lock:
+            if refused.generation != self.generation:
+                return  # another connection renewed it meanwhile
+            if not self.source.redirected or self.generation >= MAX_RENEWALS:
+                raise refused.error
+            if self.generation > 0 and not await self._was_accepted():
+                raise refused.error
+            source = await self._renew()
+            self.source = source
+            self.generation += 1
+            self._accepted = False
+            self._pending = 0
+
+    async def _was_accepted(self) -> bool:
+        """Whether the current URL was accepted once; waits for the answers of requests
+        already sent with it (the refused request's own answer was reported before it
+        raised), so a refusal racing an acceptance on another connection is not believed."""
+        while not self._accepted and self._pending > 0:
+            self._answered.clear()
+            await self._answered.wait()
+        return self._accepted
+
+
+def refusal(
+    request: LinkRequest,
+    status: int,
+    headers: HeaderLookup,
+    *,
+    what: str,
+    read_body: Callable[[int], bytes],
+) -> UpstreamError | SourceRefused:
+    """What an error answer to ``request`` means: a final error, or (a redirect target that
+    may only have expired) a ``SourceRefused`` that renews the link. ``read_body`` is
+    called only for a 400, whose body may say "expired"."""
+    error = status_error(
+        status,
+        headers,
+        what=what,
+        where=host_of(request.url),
+        details={"url": safe_url(request.url)},
+    )
+    if not request.redirected:
+        return error
+    body = read_body(ERROR_BODY_PEEK) if status == 400 else b""
+    if refusal_may_be_expiry(status, headers, body):
+        return SourceRefused(error, generation=request.generation)
+    return error
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or "the server"
+
+
+def _name(url: str) -> str:
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1]) or safe_url(url)
 
 
 def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _host(url: str) -> str:
-    return urlsplit(url).hostname or "the server"
-
-
-def _safe(url: str) -> str:
-    """A URL without its query (CDN signatures are credentials too)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
-
-
 __all__ = [
+    "LinkRequest",
     "ResolvedSource",
+    "SourceLink",
     "SourcePolicy",
-    "UpstreamError",
+    "SourceRefused",
     "auth_headers",
+    "host_of",
     "raise_for_status",
+    "refusal",
     "resolve",
-    "status_error",
+    "safe_url",
 ]

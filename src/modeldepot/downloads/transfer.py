@@ -13,7 +13,11 @@ thread as it grows. Faults and what happens (RELIABILITY.md):
 * a body cut short, a reset, more bytes than declared, or no byte for ``stall_timeout``
   -> the connection is dropped and its segment continues on a new one (14, 17, 20);
 * the digest differs from the manifest -> the partial is discarded and fetched once more,
-  then ``CHECKSUM_MISMATCH`` (15, 22); ENOSPC -> ``DISK_FULL`` (25).
+  then ``CHECKSUM_MISMATCH`` (15, 22); ENOSPC -> ``DISK_FULL`` (25);
+* a redirect target (a signed CDN URL) refused with 401/403/410, or 400 "expired" -> the
+  file's ``SourceLink`` asks the hub once for a fresh URL (single flight over the file's
+  connections) and the segment continues where it was; a fresh URL refused again is a
+  real refusal (44). No retry is counted for a renewal.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,24 +40,28 @@ from modeldepot.blocking import run
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.downloads.hashing import TrailingHasher
 from modeldepot.downloads.limiter import TokenBucket, take_all
-from modeldepot.downloads.partial import PartialFile
 from modeldepot.downloads.rangeget import Aborted, Connection, ReadOptions, read_body
 from modeldepot.downloads.segments import Segment, SegmentPlan
 from modeldepot.downloads.sources import (
+    LinkRequest,
     ResolvedSource,
+    SourceLink,
     SourcePolicy,
+    SourceRefused,
     auth_headers,
+    refusal,
     resolve,
-    status_error,
 )
 from modeldepot.errors import (
     ChecksumMismatch,
     DepotError,
     TransferInterrupted,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
 from modeldepot.ids import make_digest, parse_digest
+from modeldepot.store.partial import PartialFile
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -133,14 +142,20 @@ class FileFetch:
         self.algorithm = algorithm
         self.expected_hex = hexdigest
         key = hexdigest or "unpinned-" + _path_key(url, file.path)
-        self.partial = PartialFile(blobs_dir, key, self.size)
+        self.partial = PartialFile(blobs_dir, key, self.size, read_progress=_read_plan)
         self.plan = SegmentPlan(size=self.size)
         self.last_byte_at: float | None = None
         self._hasher: TrailingHasher | None = None
+        self._link: SourceLink | None = None
 
     @property
     def done_bytes(self) -> int:
         return self.plan.done_bytes
+
+    @property
+    def durable_bytes(self) -> int:
+        """Bytes on disk that the last checkpoint counts (what a next attempt keeps)."""
+        return self.partial.durable_bytes
 
     async def run(self) -> str:
         """Fetch, verify and promote; return the ``algorithm:hex`` digest of the blob.
@@ -151,6 +166,7 @@ class FileFetch:
         """
         source = await self._resolve()
         self._check_declared(source)
+        self._link = SourceLink(source, renew=self._renewed_source)
         try:
             digest = await self._fetch_and_verify(source)
             if digest is None:
@@ -174,7 +190,11 @@ class FileFetch:
         while True:
             try:
                 source = await resolve(
-                    self.ctx.client, self.url, policy=self.ctx.policy, token=self.ctx.token
+                    self.ctx.client,
+                    self.url,
+                    policy=self.ctx.policy,
+                    token=self.ctx.token,
+                    what=self.file.path,
                 )
             except DepotError as error:
                 attempt += 1
@@ -183,6 +203,18 @@ class FileFetch:
                 if attempt:
                     self.ctx.on_recovered()
                 return source
+
+    async def _renewed_source(self) -> ResolvedSource:
+        """A fresh URL for the file (its signed CDN URL expired), same size expected."""
+        source = await self._resolve()
+        self._check_declared(source)
+        return source
+
+    @property
+    def link(self) -> SourceLink:
+        if self._link is None:
+            raise RuntimeError("FileFetch.run has not resolved the file yet")
+        return self._link
 
     def _check_declared(self, source: ResolvedSource) -> None:
         if source.size is not None and source.size != self.size:
@@ -208,7 +240,7 @@ class FileFetch:
         single = not source.accepts_ranges and self.plan.done_bytes == 0 and self.size > 0
         for _restart in range(3):
             try:
-                hexdigest = await self._download(source.url, etag=etag, single=single)
+                hexdigest = await self._download(etag=etag, single=single)
             except _RestartFile as restart:
                 etag, single = restart.etag, restart.single_connection
                 await run(self.ctx.executor, self.partial.truncate)
@@ -222,7 +254,7 @@ class FileFetch:
             return digest
         raise UpstreamProtocolError(f"{self.file.path} kept changing upstream while downloading")
 
-    async def _download(self, url: str, *, etag: str | None, single: bool) -> str:
+    async def _download(self, *, etag: str | None, single: bool) -> str:
         hasher = TrailingHasher(self.partial.fd, algorithm=self.algorithm, size=self.size)
         self._hasher = hasher
         hashing = asyncio.create_task(run(self.ctx.executor, hasher.run))
@@ -232,7 +264,7 @@ class FileFetch:
                 done = asyncio.Event()
                 group.create_task(self._checkpoint_loop(etag, hasher, done))
                 fetchers = [
-                    group.create_task(self._worker(url, etag=etag, single=single, hasher=hasher))
+                    group.create_task(self._worker(etag=etag, single=single, hasher=hasher))
                     for _ in range(max(1, min(workers, self.plan.open_segments)))
                 ]
                 try:
@@ -270,9 +302,7 @@ class FileFetch:
             # written after the caller has moved on (and perhaps deleted the partial file).
             await run(self.ctx.executor, self.partial.checkpoint, self.plan, etag=etag)
 
-    async def _worker(
-        self, url: str, *, etag: str | None, single: bool, hasher: TrailingHasher
-    ) -> None:
+    async def _worker(self, *, etag: str | None, single: bool, hasher: TrailingHasher) -> None:
         # Steal only from a connection with two full segments still unread: the piece it
         # keeps and the piece taken are both worth a request of their own.
         min_split = self.ctx.settings.min_segment
@@ -280,9 +310,7 @@ class FileFetch:
         try:
             while (segment := self.plan.take(min_split=min_split)) is not None:
                 try:
-                    await self._fetch_with_retries(
-                        url, segment, etag=etag, single=single, conn=conn
-                    )
+                    await self._fetch_with_retries(segment, etag=etag, single=single, conn=conn)
                 finally:
                     self.plan.release(segment)
                 hasher.advance(self.plan.contiguous_prefix())
@@ -292,14 +320,17 @@ class FileFetch:
             hasher.advance(0)
 
     async def _fetch_with_retries(
-        self, url: str, segment: Segment, *, etag: str | None, single: bool, conn: Connection
+        self, segment: Segment, *, etag: str | None, single: bool, conn: Connection
     ) -> None:
         failures = 0  # attempts in a row that brought no new byte
         while not segment.complete:
             before = segment.done
             try:
                 async with self.ctx.slots.slot():
-                    await self._fetch_segment(url, segment, etag=etag, single=single, conn=conn)
+                    await self._fetch_segment(segment, etag=etag, single=single, conn=conn)
+            except SourceRefused as refused:
+                # Not a failure: continue with a fresh URL (what renew raises is final).
+                await self.link.renew(refused)
             except DepotError as error:
                 failures = 1 if segment.done > before else failures + 1
                 await self.ctx.on_transient(error, failures)  # raises: permanent or exhausted
@@ -308,9 +339,11 @@ class FileFetch:
                     self.ctx.on_recovered()
 
     async def _fetch_segment(
-        self, url: str, segment: Segment, *, etag: str | None, single: bool, conn: Connection
+        self, segment: Segment, *, etag: str | None, single: bool, conn: Connection
     ) -> None:
         """One request on a worker thread; cancelling it aborts the read at once."""
+        request = self.link.request()
+        url = request.url
         headers = {"Accept-Encoding": "identity", "User-Agent": "modeldepot"} | auth_headers(
             url, hub_url=self.ctx.policy.hub_url, token=self.ctx.token
         )
@@ -324,7 +357,7 @@ class FileFetch:
         future = asyncio.get_running_loop().run_in_executor(
             self.ctx.executor,
             self._fetch_blocking,
-            url,
+            request,
             headers,
             segment,
             conn,
@@ -342,7 +375,7 @@ class FileFetch:
 
     def _fetch_blocking(
         self,
-        url: str,
+        request: LinkRequest,
         headers: dict[str, str],
         segment: Segment,
         conn: Connection,
@@ -350,16 +383,9 @@ class FileFetch:
     ) -> None:
         """Worker thread: request, check, read the body into the partial file."""
         etag, single = validation
+        response = self._send(request, headers, conn)
         try:
-            response = conn.request(url, headers, timeout=self.ctx.settings.stall_timeout)
-        except TimeoutError as exc:
-            raise UpstreamTimeout(f"{self.file.path}: the server did not answer") from exc
-        except (OSError, http.client.HTTPException) as exc:
-            if conn.stop.is_set():
-                raise Aborted from exc
-            raise TransferInterrupted(f"{self.file.path}: connection failed ({exc})") from exc
-        try:
-            self._check_response(response, segment, etag=etag, single=single)
+            self._check_response(response, segment, request=request, etag=etag, single=single)
         except BaseException:
             conn.close()
             raise
@@ -377,6 +403,28 @@ class FileFetch:
             error.message = f"{self.file.path}: {error.message}"
             raise
 
+    def _send(
+        self, request: LinkRequest, headers: dict[str, str], conn: Connection
+    ) -> http.client.HTTPResponse:
+        """Worker thread: send the request and read the answer's head, reporting both to
+        the link (it judges refusals only once the answers of its URL are in)."""
+        link = self.link
+        link.request_sent(request.generation)
+        status: int | None = None
+        try:
+            response = conn.request(request.url, headers, timeout=self.ctx.settings.stall_timeout)
+            status = response.status
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"{self.file.path}: the server did not answer") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            if conn.stop.is_set():
+                raise Aborted from exc
+            raise TransferInterrupted(f"{self.file.path}: connection failed ({exc})") from exc
+        finally:
+            accepted = status is not None and 200 <= status < 300
+            link.request_answered(request.generation, accepted=accepted)
+        return response
+
     def _written(self) -> None:
         """Worker thread, after each write: the hasher and the disk writeback follow the
         written prefix closely (the prefix counts only bytes already written; a plan
@@ -393,6 +441,7 @@ class FileFetch:
         response: http.client.HTTPResponse,
         segment: Segment,
         *,
+        request: LinkRequest,
         etag: str | None,
         single: bool,
     ) -> None:
@@ -407,7 +456,7 @@ class FileFetch:
         if status == 200 and single:
             return
         if status != 206:
-            raise status_error(status, headers, url=self.url)
+            raise self._refusal(response, request)
         content_range = headers.get("content-range") or ""
         match = _CONTENT_RANGE.match(content_range)
         if (
@@ -423,6 +472,22 @@ class FileFetch:
         if (headers.get("content-encoding") or "identity") != "identity":
             raise UpstreamProtocolError(f"{self.file.path}: unexpected content encoding")
 
+    def _refusal(
+        self, response: http.client.HTTPResponse, request: LinkRequest
+    ) -> UpstreamError | SourceRefused:
+        def peek(limit: int) -> bytes:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                return response.read(limit)
+            return b""
+
+        return refusal(
+            request, response.status, response.headers, what=self.file.path, read_body=peek
+        )
+
 
 def _path_key(url: str, path: str) -> str:
     return hashlib.sha256(f"{url}\n{path}".encode()).hexdigest()
+
+
+def _read_plan(data: Any, size: int) -> SegmentPlan | None:
+    return SegmentPlan.from_json(data, size=size)

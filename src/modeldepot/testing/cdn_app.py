@@ -2,10 +2,13 @@
 
 ``GET|HEAD /blobs/{sha256}`` serves ``<root>/blobs/<sha256>`` with Range, If-Range, ETag
 (the quoted sha256) and Last-Modified, streamed from disk. The hub's 302 adds
-``?repo=...&file=...`` (like the signed query of the real CDN URLs); they only name the
-download in Content-Disposition and let fault rules match by repo and file name. The CDN
-ignores Authorization, as a signed-URL CDN does, but every request is recorded so tests
-can check a token never reached it.
+``?repo=...&file=...``; they name the download in Content-Disposition and let fault rules
+match by repo and file name. When the hub signs its redirects (``signed_url_ttl``, see
+`modeldepot.testing.signing`) the query also carries ``Expires``, ``Signature`` and
+``Key-Pair-Id``, checked when a request starts: expired or invalid -> 403 with S3's XML
+``AccessDenied`` "Request has expired" / "Access denied". The CDN ignores Authorization,
+as a signed-URL CDN does, but every request is recorded so tests can check a token never
+reached it.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class CdnApp:
         if exchange.method not in ("GET", "HEAD"):
             await _s3_error(exchange, 405, "MethodNotAllowed")
             return
+        refusal = self.state.signer.refusal(exchange.record.path, exchange.record.query)
+        if refusal is not None:
+            await _s3_error(exchange, 403, "AccessDenied", refusal)
+            return
         path = self.state.store.lfs_path(route.sha256) if route.sha256 else None
         if path is None or not path.is_file():
             await _s3_error(exchange, 404, "NoSuchKey")
@@ -70,6 +77,9 @@ class CdnApp:
             source.close()
 
 
-async def _s3_error(exchange: Exchange, status: int, code: str) -> None:
-    body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code></Error>".encode()
+async def _s3_error(exchange: Exchange, status: int, code: str, message: str = "") -> None:
+    text = f"<Message>{message}</Message>" if message else ""
+    body = (
+        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>{text}</Error>"
+    ).encode()
     await send_bytes(exchange, status, body, content_type="application/xml")

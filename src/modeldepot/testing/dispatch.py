@@ -1,9 +1,10 @@
 """How one request flows through a local hub server: route, record, faults, answer.
 
 Both ASGI apps (the hub API and the CDN) share this path, so every request on every server
-is recorded in the same `RequestLog` and sees the same armed faults. Faults that replace
-the whole answer (`Status`, `Redirect`, `GzipBomb`) are answered here; the others travel
-with the `Exchange` to the app, whose responses go through `modeldepot.testing.wire`.
+is recorded in the same `RequestLog` and sees the same armed faults. `Delay` and the faults
+that replace the whole answer (`Status`, `Redirect`, `GzipBomb`) are answered here; the
+others travel with the `Exchange` to the app, whose responses go through
+`modeldepot.testing.wire`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from urllib.parse import unquote
 
 from modeldepot.testing.blobs import BlobStore
 from modeldepot.testing.faults import (
+    Delay,
     Fault,
     FaultSet,
     GzipBomb,
@@ -28,6 +30,7 @@ from modeldepot.testing.faults import (
     Status,
 )
 from modeldepot.testing.repos import DEFAULT_TOKEN, RepoRegistry
+from modeldepot.testing.signing import UrlSigner
 from modeldepot.testing.wire import (
     Exchange,
     Receive,
@@ -56,6 +59,8 @@ class HubState:
     gzip_text: bool = True
     """Gzip text files on /resolve when the client accepts it, as the hub does."""
     extra_tokens: set[str] = field(default_factory=set)
+    signer: UrlSigner = field(default_factory=UrlSigner)
+    """Signs LFS redirects and checks them on the CDNs (off unless given a TTL)."""
     closing: asyncio.Event | None = None
 
     def valid_tokens(self) -> set[str]:
@@ -131,7 +136,12 @@ class DispatchingApp(Generic[R]):
 
 
 async def _answer_with_fault(exchange: Exchange, faults: Sequence[Fault]) -> bool:
-    """Answer faults that replace the whole response; return True if one did."""
+    """Wait out delays, then answer faults that replace the whole response; return True if
+    one did (or the hub is stopping)."""
+    delay = sum(f.seconds for f in faults if isinstance(f, Delay))
+    if delay > 0 and await exchange.pause(delay):
+        await exchange.close_connection()
+        return True
     for fault in faults:
         if isinstance(fault, Status):
             await send_status_fault(exchange, fault)

@@ -139,6 +139,15 @@ class WrongContentRange(Fault):
 
 
 @dataclass(frozen=True, slots=True)
+class Delay(Fault):
+    """Wait `seconds` before answering at all (a slow hub API or resolve); the answer itself
+    is unchanged. HEAD requests count too."""
+
+    needs_body: ClassVar[bool] = False
+    seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Redirect(Fault):
     """Answer with a redirect to `location` (absolute URL or path on the same server).
 

@@ -7,7 +7,8 @@ Endpoints (model repos; ids ``org/name`` or ``name``)::
     POST /api/models/{repo}/paths-info/{rev}      form or JSON body: paths=[...], expand
     GET  /api/models/{repo}/refs                  branches (tags, converts empty)
     GET  /api/models/{repo}/commits/{rev}         history, newest first
-    HEAD|GET /{repo}/resolve/{rev}/{path}         file; LFS files 302 to the CDN
+    HEAD|GET /{repo}/resolve/{rev}/{path}         file; LFS files 302 to the CDN (signed
+                                                  URLs with a ``signed_url_ttl``)
 
 It answers like huggingface.co so that huggingface_hub's own client works unchanged: the
 headers it reads (X-Repo-Commit, ETag, X-Linked-Etag, X-Linked-Size, Location), the
@@ -292,8 +293,9 @@ class HubApp:
         entry: RepoFile,
         commit_header: tuple[str, str],
     ) -> None:
-        query = urlencode({"repo": repo.repo_id, "file": entry.path})
-        location = f"{self.state.redirect_base}/blobs/{entry.sha256}?{query}"
+        path = f"/blobs/{entry.sha256}"
+        query = self.state.signer.sign(path, {"repo": repo.repo_id, "file": entry.path})
+        location = f"{self.state.redirect_base}{path}?{query}"
         headers: Headers = [
             commit_header,
             ("etag", f'"{entry.sha256}"'),

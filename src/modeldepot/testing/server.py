@@ -45,6 +45,7 @@ from modeldepot.testing.repos import (
     Repository,
     default_lfs_rule,
 )
+from modeldepot.testing.signing import UrlSigner
 from modeldepot.testing.wire import TRANSPORT_EXTENSION
 
 _START_TIMEOUT_S = 10.0
@@ -116,6 +117,12 @@ class LocalHub:
             the local CDN if None. Also settable later.
         tree_page_size / expand_page_size: tree pagination, as the hub (1000 / 50).
         gzip_text: gzip text files on /resolve when the client accepts gzip, as the hub.
+        signed_url_ttl: seconds LFS redirect URLs stay valid (``Expires``, ``Signature``,
+            ``Key-Pair-Id``, checked by the CDN and the mirror); None (the default) signs
+            nothing. Also settable later; see `expire_signed_urls`.
+
+    Raises:
+        ValueError: ``signed_url_ttl`` is not in (0, 7 days].
     """
 
     def __init__(
@@ -127,6 +134,7 @@ class LocalHub:
         tree_page_size: int = 1000,
         expand_page_size: int = 50,
         gzip_text: bool = True,
+        signed_url_ttl: float | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self._owns_root = root is None
@@ -139,6 +147,7 @@ class LocalHub:
             tree_page_size=tree_page_size,
             expand_page_size=expand_page_size,
             gzip_text=gzip_text,
+            signer=UrlSigner(signed_url_ttl),
         )
         self.host = host
         self._urls: dict[ServerName, str] = {}
@@ -277,6 +286,23 @@ class LocalHub:
     @redirect_base_url.setter
     def redirect_base_url(self, url: str | None) -> None:
         self.state.redirect_base_url = url
+
+    @property
+    def signed_url_ttl(self) -> float | None:
+        """Seconds a signed LFS redirect stays valid; None: URLs are not signed."""
+        return self.state.signer.ttl
+
+    @signed_url_ttl.setter
+    def signed_url_ttl(self, seconds: float | None) -> None:
+        self.state.signer.ttl = seconds
+
+    def expire_signed_urls(self) -> None:
+        """Make every signed URL issued so far expired (the CDNs answer 403 "Request has
+        expired" to new requests with it; responses already streaming continue).
+
+        Safe from any thread, e.g. from an `on_request` hook after every k-th request.
+        """
+        self.state.signer.expire_all()
 
     def reset(self) -> None:
         """Disarm every fault, drop the hook and clear the request log (repos stay)."""
