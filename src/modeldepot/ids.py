@@ -7,6 +7,7 @@ absolute or UNC ``rfilename`` values, digests that are not exactly hex).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Annotated
 
@@ -123,3 +124,17 @@ def make_digest(algorithm: str, hexdigest: str) -> str:
     digest = f"{algorithm}:{hexdigest.lower()}"
     parse_digest(digest)
     return digest
+
+
+URL_NAMESPACE = "modeldepot-url"
+"""The pseudo organisation under which single-file URL models live in the hub cache."""
+
+
+def url_repo_id(model_id: str) -> str:
+    """The pseudo repository id under which a single-file URL model is stored."""
+    return f"{URL_NAMESPACE}/{validate_model_id(model_id)}"
+
+
+def url_commit(url: str, sha256: str | None) -> str:
+    """A stable 40-hex "commit" for a URL model: changes when the URL or its pin changes."""
+    return hashlib.sha1(f"{url}\n{sha256 or ''}".encode(), usedforsecurity=False).hexdigest()

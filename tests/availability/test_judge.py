@@ -48,3 +48,12 @@ def test_missing_partial_and_corrupted() -> None:
 
 def test_no_manifest_is_missing() -> None:
     assert judge(None, (), installed_commit=None, latest_commit=None).status == S.MISSING
+
+
+def test_complete_without_an_installed_commit_is_partial_never_available() -> None:
+    """No ref: huggingface_hub cannot find the snapshot, however complete (issue 8)."""
+    for latest in (OLD, NEW, None):
+        verdict = judge(manifest(1, 2), seen(1, 2), installed_commit=None, latest_commit=latest)
+        assert (verdict.status, verdict.is_available) == (S.PARTIAL, False)
+        assert (verdict.missing_files, verdict.wrong_size_files) == ((), ())
+        assert verdict.present_bytes == 3

@@ -11,8 +11,9 @@ from huggingface_hub import hf_hub_download, scan_cache_dir
 
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.errors import UnsafePath
+from modeldepot.files import atomic_write_bytes
 from modeldepot.ids import make_digest
-from modeldepot.store.layout import RepoLayout, atomic_write_bytes, contain, url_commit
+from modeldepot.store.layout import RepoLayout, contain, url_commit
 from modeldepot.store.scan import list_repos, manifest_from_cache, observe_snapshot
 
 COMMIT = "a" * 40

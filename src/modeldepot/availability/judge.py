@@ -3,12 +3,18 @@
 Rules (in order):
 
 * no manifest known and nothing installed -> MISSING (files unknown);
-* every manifest file present with its manifest size -> AVAILABLE, or UPDATE_AVAILABLE when
-  the tracked revision now points at another commit than the installed one;
+* every manifest file present with its manifest size:
+  - and a commit installed (the ref names it) -> AVAILABLE, or UPDATE_AVAILABLE when the
+    tracked revision now points at another commit than the installed one;
+  - but nothing installed (no ref) -> PARTIAL with no missing files: huggingface_hub finds
+    a snapshot through its ref, so it cannot load these files yet (a download that failed
+    after linking every file, before switching the ref). AVAILABLE is only ever reported
+    after the ref is switched (issue 8);
 * any file present with a wrong size -> CORRUPTED (``corruption_detected``);
 * some files present -> PARTIAL; none -> MISSING.
 
-A broken snapshot link, or a link that leaves the models directory, counts as missing.
+``is_available`` is true exactly for AVAILABLE and UPDATE_AVAILABLE. A broken snapshot
+link, or a link that leaves the models directory, counts as missing.
 """
 
 from __future__ import annotations
@@ -49,8 +55,10 @@ def judge(
             wrong.append(expected.path)
         else:
             present_bytes += seen.size or 0
+    if not missing and not wrong and installed_commit is None:
+        return Judgement(AvailabilityStatus.PARTIAL, False, (), (), present_bytes)
     if not missing and not wrong:
-        stale = latest_commit is not None and installed_commit not in (None, latest_commit)
+        stale = latest_commit is not None and installed_commit != latest_commit
         status = AvailabilityStatus.UPDATE_AVAILABLE if stale else AvailabilityStatus.AVAILABLE
         return Judgement(status, True, (), (), present_bytes)
     if wrong:

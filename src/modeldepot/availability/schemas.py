@@ -30,7 +30,8 @@ class ModelStatus(BaseModel):
 
     model_id: str
     is_available: bool = Field(
-        description="Every file of the installed revision is present with its manifest size"
+        description="Every file of the installed revision is present with its manifest "
+        "size, and the ref names that revision (no ref: never available)"
     )
     is_loaded: bool = Field(description="A generation app reported the model loaded")
     size_mb: float | None = Field(description="Manifest size, 10^6 bytes; null while unknown")

@@ -1,5 +1,8 @@
 """Availability: composes catalogue, manifests and the disk into each model's status.
 
+What is installed comes from the hub cache (``store/cache.py``, one rule for every
+service); the verdict is the pure ``judge.py``.
+
 Statuses are computed off the event loop and cached for ``status_cache_ttl_seconds``, so
 ``GET /models/status/detailed`` is cheap under load; a background watch loop recomputes
 them regularly, which is how changes made behind our back (a file deleted, huggingface_hub
@@ -14,10 +17,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
-
-import anyio
 
 from modeldepot.availability.judge import Judgement, judge
 from modeldepot.availability.schemas import (
@@ -32,8 +32,8 @@ from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService, ManifestState
 from modeldepot.events import EventBus, ModelAvailabilityChange
 from modeldepot.singleflight import SingleFlight
-from modeldepot.store.layout import RepoLayout
-from modeldepot.store.scan import FileObservation, manifest_for_entry, observe_snapshot
+from modeldepot.store.cache import HubCache
+from modeldepot.store.scan import FileObservation
 
 MB = 1_000_000
 GB = 1_000_000_000
@@ -59,18 +59,17 @@ class AvailabilityService:
         self,
         *,
         catalog: CatalogService,
-        models_dir: Path,
+        cache: HubCache,
         bus: EventBus,
         cache_ttl: float,
     ) -> None:
         self._catalog = catalog
-        self._models_dir = models_dir
+        self._cache = cache
         self._bus = bus
         self._ttl = cache_ttl
-        self._cache: dict[str, tuple[float, ModelStatus]] = {}
+        self._statuses: dict[str, tuple[float, ModelStatus]] = {}
         self._observing: SingleFlight[str, ModelStatus] = SingleFlight("status")
         self._contributors: list[StatusContributor] = []
-        catalog.on_manifest_change(self._on_manifest_change)
 
     def add_contributor(self, contributor: StatusContributor) -> None:
         self._contributors.append(contributor)
@@ -82,7 +81,7 @@ class AvailabilityService:
             InvalidModelId, ModelNotFound: see ``CatalogService.get``.
         """
         self._catalog.get(model_id)
-        cached = self._cache.get(model_id)
+        cached = self._statuses.get(model_id)
         if cached is not None and time.monotonic() - cached[0] < self._ttl:
             return cached[1]
         return await self.recompute(model_id)
@@ -102,10 +101,10 @@ class AvailabilityService:
 
     def cached_statuses(self) -> list[ModelStatus]:
         """The last computed statuses, without observing anything (for metrics)."""
-        return [status for _at, status in self._cache.values()]
+        return [status for _at, status in self._statuses.values()]
 
     def invalidate(self, model_id: str) -> None:
-        self._cache.pop(model_id, None)
+        self._statuses.pop(model_id, None)
 
     async def run_watch_loop(self, interval_seconds: float) -> None:
         """Recompute every status every ``interval_seconds`` until cancelled."""
@@ -116,21 +115,18 @@ class AvailabilityService:
     async def _recompute_all(self) -> None:
         await asyncio.gather(*(self.recompute(m) for m in self._catalog.entries))
 
-    async def _on_manifest_change(self, model_id: str) -> None:
+    async def on_manifest_change(self, model_id: str) -> None:
+        """Listener for ``CatalogService.on_manifest_change`` (wired by the root)."""
         await self.recompute(model_id)
 
     async def _compute(self, model_id: str) -> ModelStatus:
-        entry = self._catalog.get(model_id)
         state = self._catalog.state(model_id)
-        layout = RepoLayout(self._models_dir, entry.repo_id)
-        installed = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
-        manifest = state.manifest
-        if installed is not None and (manifest is None or manifest.commit != installed):
-            manifest = await self._catalog.manifest_for_commit(model_id, installed)
-        observed = await anyio.to_thread.run_sync(_observe, layout, entry, manifest, installed)
-        status = self._build(entry, state, observed)
-        previous = self._cache.get(model_id)
-        self._cache[model_id] = (time.monotonic(), status)
+        installed = await self._cache.installed(model_id)
+        files = await self._cache.observe(installed)
+        observed = _Observed(installed.expected, installed.commit, files)
+        status = self._build(installed.entry, state, observed)
+        previous = self._statuses.get(model_id)
+        self._statuses[model_id] = (time.monotonic(), status)
         old = previous[1].availability_status if previous else None
         if old is not None and old != status.availability_status:
             self._bus.publish(
@@ -152,18 +148,6 @@ class AvailabilityService:
         for contributor in self._contributors:
             contributor.contribute(entry.id, fields)
         return ModelStatus.model_validate(fields)
-
-
-def _observe(
-    layout: RepoLayout, entry: CatalogEntry, manifest: Manifest | None, installed: str | None
-) -> _Observed:
-    """Blocking: derive a manifest from the cache if needed, then stat the snapshot."""
-    if manifest is None and installed is not None:
-        manifest = manifest_for_entry(layout, entry, installed)
-    if manifest is None:
-        return _Observed(None, installed, ())
-    commit = installed or manifest.commit
-    return _Observed(manifest, installed, observe_snapshot(layout, commit, manifest.files))
 
 
 def _status_fields(

@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from modeldepot.errors import UnsafePath
 from modeldepot.ids import (
     ModelId,
+    url_repo_id,
     validate_relative_path,
     validate_repo_id,
     validate_revision,
 )
-from modeldepot.store.layout import url_repo_id
 
 
 class Level(StrEnum):

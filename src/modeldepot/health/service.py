@@ -15,7 +15,9 @@ Check types
     performance  read throughput and safetensors header parse time, scored against the
                  model's own history (``performance.py``)
 
-A model with nothing installed completes as ``missing`` without reading anything.
+The installed commit and its manifest come from ``HubCache.installed`` (the one rule for
+every service). A model with nothing installed completes as ``missing`` without reading
+anything.
 
 What the verdicts feed
     status   (as a ``StatusContributor``): ``integrity_score``, ``corruption_detected``,
@@ -46,10 +48,9 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -57,8 +58,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.schemas import AvailabilityStatus, ModelStatus
 from modeldepot.availability.service import AvailabilityService
-from modeldepot.catalog.manifest import Manifest, ManifestFile
-from modeldepot.catalog.schemas import CatalogEntry
+from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.catalog.service import CatalogService
 from modeldepot.errors import CheckNotFound, InvalidCheckId
 from modeldepot.events import EventBus, ModelHealthAlert
@@ -82,8 +82,7 @@ from modeldepot.health.schemas import (
     ModelHealth,
 )
 from modeldepot.health.views import build_alert, newest, system_health, unverified_health
-from modeldepot.store.layout import RepoLayout
-from modeldepot.store.scan import manifest_for_entry
+from modeldepot.store.cache import HubCache, Installed
 
 logger = logging.getLogger(__name__)
 VerdictListener = Callable[[str, ModelHealthAlert | None], None]
@@ -95,14 +94,6 @@ INTEGRITY_TYPES = ("full", "integrity")
 ACTIVE_DOWNLOAD = frozenset({"QUEUED", "DOWNLOADING", "PAUSED", "VERIFYING"})
 PERF_HISTORY = 10
 MB = 1_000_000
-
-
-@dataclass(frozen=True)
-class _Installed:
-    entry: CatalogEntry
-    layout: RepoLayout
-    commit: str | None
-    manifest: Manifest | None
 
 
 def _now() -> datetime:
@@ -132,7 +123,7 @@ class HealthService:
         availability: AvailabilityService,
         bus: EventBus,
         sessions: async_sessionmaker[AsyncSession],
-        models_dir: Path,
+        cache: HubCache,
         concurrency: int,
         perf_read_bytes: int,
     ) -> None:
@@ -140,7 +131,7 @@ class HealthService:
         self._availability = availability
         self._bus = bus
         self._sessions = sessions
-        self._models_dir = models_dir
+        self._cache = cache
         self._limit = asyncio.Semaphore(concurrency)
         self._perf_read_bytes = perf_read_bytes
         self._model_locks: dict[str, asyncio.Lock] = {}
@@ -152,7 +143,6 @@ class HealthService:
         self._hash_bps = ASSUMED_HASH_BPS
         self._sources: list[PerformanceSource] = []
         self._verdict_listeners: list[VerdictListener] = []
-        availability.add_contributor(self)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -295,7 +285,7 @@ class HealthService:
     async def _create_run(
         self, model_id: str, check_type: CheckType, *, force: bool
     ) -> HealthCheckRow:
-        installed = await self._installed(model_id)
+        installed = await self._cache.installed(model_id)
         files = installed.manifest.files if installed.manifest and installed.commit else ()
         to_read = await self._bytes_to_read(installed, files, check_type, force=force)
         now = _now()
@@ -318,7 +308,7 @@ class HealthService:
 
     async def _bytes_to_read(
         self,
-        installed: _Installed,
+        installed: Installed,
         files: Sequence[ManifestFile],
         check_type: CheckType,
         *,
@@ -356,26 +346,17 @@ class HealthService:
         await self._availability.recompute(model_id)
 
     async def _perform(self, check_id: str, model_id: str, check_type: str, *, force: bool) -> None:
-        installed = await self._installed(model_id)
+        installed = await self._cache.installed(model_id)
         if check_type == "performance":
             await self._performance_check(check_id, installed)
         else:
             mode = "full" if check_type == "full" or force else "quick"
             await self._integrity_check(check_id, installed, full=mode == "full")
 
-    async def _installed(self, model_id: str) -> _Installed:
-        entry = self._catalog.get(model_id)
-        layout = RepoLayout(self._models_dir, entry.repo_id)
-        commit = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
-        if commit is None:
-            return _Installed(entry, layout, None, self._catalog.state(model_id).manifest)
-        manifest = await self._catalog.manifest_for_commit(model_id, commit)
-        if manifest is None:
-            manifest = await anyio.to_thread.run_sync(manifest_for_entry, layout, entry, commit)
-        return _Installed(entry, layout, commit, manifest)
-
-    async def _integrity_check(self, check_id: str, installed: _Installed, *, full: bool) -> None:
-        files = installed.manifest.files if installed.manifest is not None else ()
+    async def _integrity_check(self, check_id: str, installed: Installed, *, full: bool) -> None:
+        # Nothing installed: the newest commit's files, all missing (nothing is read).
+        expected = installed.expected
+        files = expected.files if expected is not None else ()
         commit = installed.commit
         started = time.perf_counter()
         if commit is None:
@@ -390,7 +371,7 @@ class HealthService:
                     )
             observe = partial(
                 observe_files,
-                root=self._models_dir,
+                root=self._cache.root,
                 snapshot_dir=installed.layout.snapshot_dir(commit),
                 files=files,
                 mode="full" if full else "quick",
@@ -411,7 +392,7 @@ class HealthService:
             "bytes_verified": report.bytes_verified,
             "duration_seconds": round(elapsed, 6),
         }
-        if installed.manifest is None and commit is None:
+        if expected is None and commit is None:
             report = replace(report, overall_health="missing")
         row = await self._finish_integrity(check_id, installed, report, measurements, evidence)
         alert = self._publish_alert(row, report, installed=commit is not None)
@@ -421,7 +402,7 @@ class HealthService:
     async def _finish_integrity(
         self,
         check_id: str,
-        installed: _Installed,
+        installed: Installed,
         report: IntegrityReport,
         measurements: dict[str, Any],
         evidence: Sequence[Any],
@@ -453,7 +434,7 @@ class HealthService:
             self._last_full[public.model_id] = report.checked_at
         return public
 
-    async def _performance_check(self, check_id: str, installed: _Installed) -> None:
+    async def _performance_check(self, check_id: str, installed: Installed) -> None:
         if installed.commit is None or installed.manifest is None:
             await self._move(
                 check_id,
@@ -465,7 +446,7 @@ class HealthService:
             return
         run = partial(
             performance.measure,
-            root=self._models_dir,
+            root=self._cache.root,
             snapshot_dir=installed.layout.snapshot_dir(installed.commit),
             files=installed.manifest.files,
             read_limit=self._perf_read_bytes,

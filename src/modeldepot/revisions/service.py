@@ -16,6 +16,8 @@ switches the ref back (the revision rolled back from becomes the kept ``previous
 queues a quick integrity check. The sweep removes a ``previous`` revision once
 ``superseded_at + storage.revision_grace_hours`` has passed, unless a download of its
 repository is active or some ref still names it; blobs another snapshot links are kept.
+Every read and write of the cache goes through the hub cache (``store/cache.py``), under
+its per-repository lock for the rollback's switch and the sweep's removal.
 """
 
 from __future__ import annotations
@@ -25,15 +27,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import anyio.to_thread
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.blocking import finish
-from modeldepot.catalog.manifest import Manifest
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.service import ConfigService
@@ -49,7 +48,6 @@ from modeldepot.errors import (
 )
 from modeldepot.health.service import HealthService
 from modeldepot.ids import is_commit_hash
-from modeldepot.revisions import prune
 from modeldepot.revisions.models import RevisionRow
 from modeldepot.revisions.schemas import (
     RevisionInfo,
@@ -60,8 +58,7 @@ from modeldepot.revisions.schemas import (
     UpdateRequest,
     UpdateResponse,
 )
-from modeldepot.store.layout import RepoLayout
-from modeldepot.store.scan import manifest_for_entry
+from modeldepot.store.cache import HubCache
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +74,7 @@ class RevisionService:
         downloads: DownloadService,
         health: HealthService,
         sessions: async_sessionmaker[AsyncSession],
-        models_dir: Path,
+        cache: HubCache,
         config_service: ConfigService,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -86,13 +83,11 @@ class RevisionService:
         self._downloads = downloads
         self._health = health
         self._sessions = sessions
-        self._models_dir = models_dir
+        self._cache = cache
         self._config_service = config_service
         self._clock = clock
         self._wake = asyncio.Event()
         self._record_lock = asyncio.Lock()
-        downloads.on_ref_switch(self.record_switch)
-        config_service.on_change(self.on_config_change)
 
     @property
     def grace(self) -> timedelta:
@@ -106,8 +101,7 @@ class RevisionService:
         for entry in self._catalog.entries.values():
             if is_commit_hash(entry.revision):
                 continue
-            layout = self._layout(entry)
-            installed = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
+            installed = await self._cache.installed_commit(entry)
             if installed is None:
                 continue
             async with self._sessions() as session:
@@ -167,16 +161,14 @@ class RevisionService:
         """
         entry = self._catalog.get(model_id)
         state = await self._catalog.refresh(model_id) if refresh else self._catalog.state(model_id)
-        layout = self._layout(entry)
-        installed = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
+        installed = await self._cache.installed_commit(entry)
         async with self._sessions() as session:
             rows = await self._rows(session, entry.id)
-        on_disk = set(await anyio.to_thread.run_sync(layout.snapshot_commits))
-        infos = [await self._describe(entry, layout, row, on_disk) for row in rows]
+        on_disk = set(await self._cache.snapshot_commits(entry.repo_id))
+        infos = [await self._describe(entry, row, on_disk) for row in rows]
         known = {row.commit_hash for row in rows}
         for commit in sorted(on_disk - known):
-            info = await self._describe_untracked(entry, layout, commit, installed)
-            infos.append(info)
+            infos.append(await self._describe_untracked(entry, commit, installed))
         order = list(RevisionState)
         infos.sort(key=lambda i: (order.index(i.state), _desc(i.superseded_at), i.commit))
         latest = state.manifest.commit if state.manifest is not None else None
@@ -197,10 +189,10 @@ class RevisionService:
         )
 
     async def _describe(
-        self, entry: CatalogEntry, layout: RepoLayout, row: RevisionRow, on_disk: set[str]
+        self, entry: CatalogEntry, row: RevisionRow, on_disk: set[str]
     ) -> RevisionInfo:
         present = row.commit_hash in on_disk
-        complete = await self._complete(entry, layout, row.commit_hash) if present else False
+        complete = await self._complete(entry, row.commit_hash) if present else False
         state = RevisionState(row.state)
         return RevisionInfo(
             commit=row.commit_hash,
@@ -219,13 +211,13 @@ class RevisionService:
         )
 
     async def _describe_untracked(
-        self, entry: CatalogEntry, layout: RepoLayout, commit: str, installed: str | None
+        self, entry: CatalogEntry, commit: str, installed: str | None
     ) -> RevisionInfo:
         return RevisionInfo(
             commit=commit,
             state=RevisionState.current if commit == installed else RevisionState.untracked,
             on_disk=True,
-            complete=await self._complete(entry, layout, commit),
+            complete=await self._complete(entry, commit),
             installed_at=None,
             superseded_at=None,
             keep_until=None,
@@ -233,20 +225,9 @@ class RevisionService:
             freed_bytes=None,
         )
 
-    async def _manifest(
-        self, entry: CatalogEntry, layout: RepoLayout, commit: str
-    ) -> Manifest | None:
-        manifest = await self._catalog.manifest_for_commit(entry.id, commit)
-        if manifest is None:
-            manifest = await anyio.to_thread.run_sync(manifest_for_entry, layout, entry, commit)
-        return manifest
-
-    async def _complete(self, entry: CatalogEntry, layout: RepoLayout, commit: str) -> bool | None:
-        manifest = await self._manifest(entry, layout, commit)
-        if manifest is None:
-            return None
-        found = await anyio.to_thread.run_sync(prune.completeness, layout, commit, manifest.files)
-        return found.whole
+    async def _complete(self, entry: CatalogEntry, commit: str) -> bool | None:
+        found = await self._cache.completeness(entry, commit)
+        return None if found is None else found.whole
 
     # --- update and rollback -----------------------------------------------------------
 
@@ -259,8 +240,7 @@ class RevisionService:
             InsufficientStorage.
         """
         entry = self._catalog.get(model_id)
-        layout = self._layout(entry)
-        installed = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
+        installed = await self._cache.installed_commit(entry)
         if installed is None:
             raise ModelNotInstalled(
                 f"{entry.id} is not installed: start a download instead of an update",
@@ -328,10 +308,9 @@ class RevisionService:
                 f"{entry.id} is pinned to commit {entry.revision} by the catalogue",
                 details={"model_id": entry.id, "revision": entry.revision},
             )
-        layout = self._layout(entry)
-        async with self._downloads.repo_locks.get(entry.repo_id):
+        async with self._cache.lock(entry.repo_id):
             self._ensure_no_download(entry)
-            installed = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
+            installed = await self._cache.installed_commit(entry)
             if installed is None:
                 raise ModelNotInstalled(
                     f"{entry.id} is not installed", details={"model_id": entry.id}
@@ -346,8 +325,8 @@ class RevisionService:
                     to_version=target,
                     previous_kept_until=None,
                 )
-            await self._ensure_whole(entry, layout, target)
-            await anyio.to_thread.run_sync(layout.write_ref, entry.revision, target)
+            await self._ensure_whole(entry, target)
+            await self._cache.switch_ref(entry.repo_id, revision=entry.revision, commit=target)
             await self._record(entry, previous=installed, current=target)
         await self._availability.recompute(entry.id)
         with contextlib.suppress(DepotError):  # the switch is done; the check is a courtesy
@@ -384,20 +363,18 @@ class RevisionService:
             details={"model_id": entry.id},
         )
 
-    async def _ensure_whole(self, entry: CatalogEntry, layout: RepoLayout, commit: str) -> None:
-        on_disk = await anyio.to_thread.run_sync(layout.snapshot_commits)
-        if commit not in on_disk:
+    async def _ensure_whole(self, entry: CatalogEntry, commit: str) -> None:
+        if commit not in await self._cache.snapshot_commits(entry.repo_id):
             raise RevisionUnavailable(
                 f"Revision {commit} of {entry.id} is not on disk",
                 details={"model_id": entry.id, "commit": commit},
             )
-        manifest = await self._manifest(entry, layout, commit)
-        if manifest is None:
+        found = await self._cache.completeness(entry, commit)
+        if found is None:
             raise RevisionUnavailable(
                 f"The file list of {entry.id}@{commit} is unknown, so it cannot be checked",
                 details={"model_id": entry.id, "commit": commit},
             )
-        found = await anyio.to_thread.run_sync(prune.completeness, layout, commit, manifest.files)
         if not found.whole:
             raise RevisionUnavailable(
                 f"Revision {commit} of {entry.id} is incomplete on disk",
@@ -431,18 +408,17 @@ class RevisionService:
         return removed
 
     async def _remove(self, entry: CatalogEntry, commit: str) -> bool:
-        layout = self._layout(entry)
-        async with self._downloads.repo_locks.get(entry.repo_id):
+        async with self._cache.lock(entry.repo_id):
             if any(
                 self._downloads.is_active(other.id)
                 for other in self._catalog.entries.values()
                 if other.repo_id == entry.repo_id
             ):
                 return False  # a download may link blobs of this repository: next sweep
-            if await anyio.to_thread.run_sync(prune.refs_pointing_at, layout, commit):
+            if await self._cache.refs_pointing_at(entry.repo_id, commit):
                 return False  # some ref (ours or another tool's) still names it
             try:
-                freed = await anyio.to_thread.run_sync(prune.remove_revision, layout, commit)
+                freed = await self._cache.prune_revision(entry.repo_id, commit)
             except DepotError as error:
                 logger.warning("Removing %s@%s failed: %s", entry.id, commit, error.message)
                 return False
@@ -466,9 +442,6 @@ class RevisionService:
     async def on_config_change(self, keys: frozenset[str]) -> None:
         if "storage.revision_grace_hours" in keys:
             self._wake.set()  # a shorter grace may have ended already
-
-    def _layout(self, entry: CatalogEntry) -> RepoLayout:
-        return RepoLayout(self._models_dir, entry.repo_id)
 
 
 def _desc(moment: datetime | None) -> float:

@@ -4,6 +4,7 @@
 
     <models_dir>/                              MODELDEPOT_MODELS_DIR (default: HF hub cache)
     ├── .locks/                                huggingface_hub's lock files (never touched)
+    │   └── modeldepot.lock                    which process owns this directory (instance.py)
     ├── models--{org}--{name}/                 one hub repository
     │   ├── blobs/
     │   │   ├── {sha256}                       an LFS file, named by its sha256 (the hub's ETag)
@@ -26,22 +27,23 @@ Repositories not in the catalogue are read for reporting only, never written.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from modeldepot.errors import StorageError, UnsafePath
+from modeldepot.files import atomic_write_bytes
+from modeldepot.ids import URL_NAMESPACE as URL_NAMESPACE
 from modeldepot.ids import (
     is_commit_hash,
     parse_digest,
-    validate_model_id,
     validate_relative_path,
     validate_repo_id,
     validate_revision,
 )
+from modeldepot.ids import url_commit as url_commit
+from modeldepot.ids import url_repo_id as url_repo_id
 
-URL_NAMESPACE = "modeldepot-url"
 PARTIAL_SUFFIX = ".modeldepot-partial"
 REPO_TYPE_PREFIXES = ("models--", "datasets--", "spaces--")
 
@@ -49,16 +51,6 @@ REPO_TYPE_PREFIXES = ("models--", "datasets--", "spaces--")
 def repo_folder_name(repo_id: str) -> str:
     """``org/name`` -> ``models--org--name``, as huggingface_hub names cache folders."""
     return "models--" + validate_repo_id(repo_id).replace("/", "--")
-
-
-def url_repo_id(model_id: str) -> str:
-    """The pseudo repository id under which a single-file URL model is stored."""
-    return f"{URL_NAMESPACE}/{validate_model_id(model_id)}"
-
-
-def url_commit(url: str, sha256: str | None) -> str:
-    """A stable 40-hex "commit" for a URL model: changes when the URL or its pin changes."""
-    return hashlib.sha1(f"{url}\n{sha256 or ''}".encode(), usedforsecurity=False).hexdigest()
 
 
 def contain(root: Path, candidate: Path) -> Path:
@@ -137,12 +129,15 @@ class RepoLayout:
         """Point ``refs/{revision}`` at ``commit`` atomically (temp file, fsync, rename).
 
         Raises:
-            UnsafePath: invalid revision or commit.
+            UnsafePath: invalid revision or commit, or ``refs/`` resolves outside the root.
             StorageError: the file system refused the write.
         """
         if not is_commit_hash(commit):
             raise UnsafePath(f"'{commit}' is not a commit hash", details={"commit": commit})
         target = self.ref_path(revision)
+        # The temp file is created in the parent: a parent linked out of the root would
+        # make us write there (RELIABILITY.md 4).
+        contain(self.root, target.parent)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, commit.encode("ascii"))
@@ -156,7 +151,10 @@ class RepoLayout:
             UnsafePath: invalid commit, path or digest.
             StorageError: the file system refused the link.
         """
-        link = contain(self.root, self.snapshot_file(commit, relpath))
+        link = self.snapshot_file(commit, relpath)
+        # Contain the folder, not the entry: an entry that is itself a link out of the
+        # models directory (a repair's target) is replaced, never followed.
+        contain(self.root, link.parent)
         blob = self.blob_path(digest)
         target = os.path.relpath(blob, link.parent)
         tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp-link")
@@ -177,42 +175,19 @@ def sweep_temp_files(repo_dir: Path) -> list[Path]:
     writes there (start-up): these names belong to writers that died.
 
     A stray ``refs/.main.123.tmp`` would make huggingface_hub call the repo corrupted.
+    Repository folders sit directly in the models directory, so a leftover whose folder
+    resolves outside ``repo_dir.parent`` (a linked ``refs/``, a linked repository) is not
+    ours and stays.
     """
+    root = repo_dir.parent.resolve()
     removed = []
     patterns = (("blobs", ".*.tmp"), ("refs", "**/.*.tmp"), ("snapshots", "**/.*.tmp-link"))
     for folder, pattern in patterns:
         for leftover in (repo_dir / folder).glob(pattern):
+            if not leftover.parent.resolve().is_relative_to(root):
+                continue
             if leftover.is_symlink() or leftover.is_file():
                 with contextlib.suppress(OSError):
                     leftover.unlink()
                     removed.append(leftover)
     return removed
-
-
-def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` so a reader sees the old or the new file, never a half.
-
-    Temp file in the same directory, fsync, rename over the target, fsync the directory.
-
-    Raises:
-        OSError: from the file system (callers translate it).
-    """
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

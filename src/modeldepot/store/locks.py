@@ -3,7 +3,8 @@
 A blob may be shared by several snapshots of one repository. Whoever decides "this blob is
 present, link it" (a download, a repair) and whoever decides "no snapshot uses this blob,
 remove it" (the revision sweep) hold the repository's lock while deciding and acting, so a
-blob is never removed between being judged present and being linked.
+blob is never removed between being judged present and being linked. The one set of locks
+belongs to :class:`~modeldepot.store.cache.HubCache` (``cache.lock(repo_id)``).
 """
 
 from __future__ import annotations

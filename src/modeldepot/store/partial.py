@@ -22,13 +22,26 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
-from modeldepot.downloads.segments import SegmentPlan
-from modeldepot.errors import DiskFull, StorageError
-from modeldepot.store.layout import PARTIAL_SUFFIX, atomic_write_bytes, fsync_dir
+from modeldepot.errors import DiskFull, StorageError, StorageReadOnly
+from modeldepot.files import atomic_write_bytes, fsync_dir
+from modeldepot.store.layout import PARTIAL_SUFFIX
 
 CHECKPOINT_SUFFIX = ".json"
+
+
+class Progress(Protocol):
+    """What a checkpoint records: the transfer's plan (``downloads/segments.py``); this
+    module stores it without knowing how a file is cut into ranges."""
+
+    @property
+    def done_bytes(self) -> int: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+P = TypeVar("P", bound=Progress)
 WRITEBACK_CHUNK = 64 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 _SYNC_FILE_RANGE_WAIT_ALL = 1 | 2 | 4  # wait before, write, wait after
@@ -74,15 +87,21 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
 def translate_os_error(exc: OSError, what: str) -> StorageError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DiskFull(f"Disk full while {what}")
-    if exc.errno == errno.EROFS:
-        return StorageError(f"The models directory is read-only ({what})")
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageReadOnly(f"The models directory is read-only ({what})")
     return StorageError(f"IO error while {what}: {exc.strerror}")
 
 
-class PartialFile:
-    """Blocking IO on one partial file; callers run these methods in worker threads."""
+class PartialFile(Generic[P]):
+    """Blocking IO on one partial file; callers run these methods in worker threads.
 
-    def __init__(self, blobs_dir: Path, key: str, size: int) -> None:
+    ``read_progress(data, size)`` turns a checkpoint's recorded progress back into the
+    caller's plan (None: it does not describe this file)."""
+
+    def __init__(
+        self, blobs_dir: Path, key: str, size: int, *, read_progress: Callable[[Any, int], P | None]
+    ) -> None:
+        self._read_progress = read_progress
         self.path = blobs_dir / f"{key}{PARTIAL_SUFFIX}"
         self.checkpoint_path = self.path.with_name(self.path.name + CHECKPOINT_SUFFIX)
         self.size = size
@@ -92,6 +111,8 @@ class PartialFile:
         self._release_lock = threading.Lock()
         self._released = 0
         self._writeback_done = 0
+        self.durable_bytes = 0
+        """Bytes the last checkpoint counts: what a later attempt resumes from."""
 
     @property
     def fd(self) -> int:
@@ -99,7 +120,7 @@ class PartialFile:
             raise StorageError("partial file is not open")
         return self._fd
 
-    def open(self, *, etag: str | None) -> SegmentPlan | None:
+    def open(self, *, etag: str | None) -> P | None:
         """Open (creating) the partial; return the checkpointed plan if it still holds.
 
         A checkpoint for another ETag, a partial larger than the file, or a missing or
@@ -114,16 +135,18 @@ class PartialFile:
         plan = self._load_checkpoint(etag) if on_disk <= self.size else None
         if plan is None:
             self.truncate()
+        else:
+            self.durable_bytes = plan.done_bytes
         return plan
 
-    def _load_checkpoint(self, etag: str | None) -> SegmentPlan | None:
+    def _load_checkpoint(self, etag: str | None) -> P | None:
         try:
             data: Any = json.loads(self.checkpoint_path.read_bytes())
         except (OSError, ValueError):
             return None
         if not isinstance(data, dict) or data.get("etag") != etag:
             return None
-        return SegmentPlan.from_json(data.get("plan"), size=self.size)
+        return self._read_progress(data.get("plan"), self.size)
 
     def release_behind(self, verified: int) -> None:
         """Any thread: the first ``verified`` bytes are written and hashed. Drop them from
@@ -144,6 +167,7 @@ class PartialFile:
         drop_cached(self.fd, start, end - start)
 
     def truncate(self) -> None:
+        self.durable_bytes = 0
         with self._release_lock:
             self._released = 0
         with self._writeback_lock:
@@ -180,15 +204,17 @@ class PartialFile:
             self._writeback_done = end
         start_writeback(self.fd, start, end - start)
 
-    def checkpoint(self, plan: SegmentPlan, *, etag: str | None) -> None:
+    def checkpoint(self, plan: P, *, etag: str | None) -> None:
         """Make the written bytes durable, then record how far each segment got."""
         # Read the progress before syncing: only bytes written before the sync are counted.
         payload = json.dumps({"etag": etag, "plan": plan.to_json()}).encode()
+        done = plan.done_bytes
         try:
             os.fdatasync(self.fd)
             atomic_write_bytes(self.checkpoint_path, payload)
         except OSError as exc:
             raise translate_os_error(exc, "saving download progress") from exc
+        self.durable_bytes = done
 
     def promote(self, blob: Path) -> None:
         """fsync, rename onto the final blob, fsync the directory; remove the checkpoint."""

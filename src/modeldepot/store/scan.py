@@ -1,4 +1,4 @@
-"""Observing what is on disk: installed commits, per-file presence and size, repo sizes.
+"""Observing what is on disk: per-file presence and size, whole snapshots, refs, repo sizes.
 
 These functions only read (``stat``, ``readlink``, ``scandir``); they are blocking and are
 run in a worker thread by their callers. Judging what the observations mean (available,
@@ -32,12 +32,15 @@ class FileObservation:
 
 
 @dataclass(frozen=True)
-class SnapshotObservation:
-    """The installed commit of a revision and what its snapshot holds for a manifest."""
+class Completeness:
+    """Whether a snapshot has every manifest file with the right size."""
 
-    installed_commit: str | None
-    files: tuple[FileObservation, ...]
-    observed_at: datetime
+    missing: tuple[str, ...]
+    wrong_size: tuple[str, ...]
+
+    @property
+    def whole(self) -> bool:
+        return not self.missing and not self.wrong_size
 
 
 @dataclass(frozen=True)
@@ -82,22 +85,31 @@ def _observe_file(layout: RepoLayout, root: Path, commit: str, relpath: str) -> 
     return FileObservation(path=relpath, present=False, size=None)
 
 
-def observe_model(
-    layout: RepoLayout, *, revision: str, manifest: Manifest | None
-) -> SnapshotObservation:
-    """Which commit ``revision`` points at, and the state of ``manifest``'s files there."""
-    installed = layout.read_ref(revision)
-    now = datetime.now(UTC)
-    if manifest is None:
-        return SnapshotObservation(installed_commit=installed, files=(), observed_at=now)
-    # A partial download has its ref written first (as huggingface_hub does); the files
-    # of the manifest's own commit are what counts when the ref points elsewhere.
-    commit = installed or manifest.commit
-    return SnapshotObservation(
-        installed_commit=installed,
-        files=observe_snapshot(layout, commit, manifest.files),
-        observed_at=now,
+def completeness(layout: RepoLayout, commit: str, files: tuple[ManifestFile, ...]) -> Completeness:
+    """Which of ``files`` ``snapshots/{commit}`` lacks or holds with the wrong size."""
+    observed = observe_snapshot(layout, commit, files)
+    missing = tuple(o.path for o in observed if not o.present)
+    wrong = tuple(
+        o.path
+        for o, f in zip(observed, files, strict=True)
+        if o.present and f.size is not None and o.size != f.size
     )
+    return Completeness(missing=missing, wrong_size=wrong)
+
+
+def refs_pointing_at(layout: RepoLayout, commit: str) -> list[str]:
+    """Every ref (``main``, ``v1.0``, ``refs/pr/1``...) whose file names ``commit``."""
+    refs_dir = layout.path / "refs"
+    found = []
+    for directory, _dirs, files in os.walk(refs_dir):
+        for name in files:
+            path = Path(directory) / name
+            try:
+                if path.read_text(encoding="ascii").strip() == commit:
+                    found.append(path.relative_to(refs_dir).as_posix())
+            except (OSError, UnicodeDecodeError):
+                continue
+    return sorted(found)
 
 
 def manifest_from_cache(

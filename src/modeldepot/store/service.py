@@ -18,8 +18,9 @@ import anyio
 
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.config.schemas import ConfigPublic
+from modeldepot.store.cache import HubCache
 from modeldepot.store.layout import repo_folder_name
-from modeldepot.store.scan import RepoOnDisk, list_repos
+from modeldepot.store.scan import RepoOnDisk
 from modeldepot.store.schemas import (
     CleanupSuggestions,
     ModelStorage,
@@ -59,11 +60,11 @@ class StorageService:
     def __init__(
         self,
         *,
-        models_dir: Path,
+        cache: HubCache,
         entries: Mapping[str, CatalogEntry],
         config: Callable[[], ConfigPublic],
     ) -> None:
-        self._models_dir = models_dir
+        self._cache = cache
         self._entries = entries
         self._config = config
 
@@ -72,7 +73,7 @@ class StorageService:
         return self._build(repos, space, self._config())
 
     def _scan(self) -> tuple[list[RepoOnDisk], DiskSpace]:
-        return list_repos(self._models_dir), disk_space(self._models_dir)
+        return self._cache.repositories_blocking(), disk_space(self._cache.root)
 
     def _build(
         self, repos: list[RepoOnDisk], space: DiskSpace, config: ConfigPublic
@@ -101,7 +102,7 @@ class StorageService:
         unmanaged = [_unmanaged(repo) for repo in repos if repo.folder not in managed_folders]
         used = sum(repo.size_on_disk for repo in repos)
         return StorageResponse(
-            storage_summary=_summary(used, space, config, len(models), self._models_dir),
+            storage_summary=_summary(used, space, config, len(models), self._cache.root),
             models_storage=models,
             cleanup_suggestions=CleanupSuggestions(
                 potential_savings_gb=0.0, safe_to_remove_count=0, candidates=[]
