@@ -19,12 +19,14 @@
     │   ├── InvalidRepairId (422 INVALID_REPAIR_ID)
     │   └── UnsafePath (422 UNSAFE_PATH)
     ├── ConfigError (500 CONFIG_ERROR)          start-up configuration is unusable
-    │   └── CatalogError (500 CATALOG_ERROR)    a catalogue file is malformed
+    │   ├── CatalogError (500 CATALOG_ERROR)    a catalogue file is malformed
+    │   └── AlreadyRunning (500 ALREADY_RUNNING)  another process holds the data (instance.py)
     ├── IntegrityError (422 INTEGRITY_ERROR)
     │   └── ChecksumMismatch (422 CHECKSUM_MISMATCH)
     ├── StorageError (500 STORAGE_ERROR)
     │   ├── InsufficientStorage (507 INSUFFICIENT_STORAGE)
-    │   └── DiskFull (507 DISK_FULL)            ENOSPC while writing
+    │   ├── DiskFull (507 DISK_FULL)            ENOSPC while writing
+    │   └── StorageReadOnly (507 STORAGE_READ_ONLY)  the models directory refuses writes
     ├── UnsafeSource (422 UNSAFE_SOURCE)        SSRF policy refused a URL or redirect
     └── UpstreamError (502 UPSTREAM_ERROR)
         ├── UpstreamUnavailable (503 UPSTREAM_UNAVAILABLE)
@@ -144,6 +146,12 @@ class CatalogError(ConfigError):
     code = "CATALOG_ERROR"
 
 
+class AlreadyRunning(ConfigError):
+    """Another process holds this data directory, models directory or database."""
+
+    code = "ALREADY_RUNNING"
+
+
 class IntegrityError(DepotError):
     code = "INTEGRITY_ERROR"
     status = 422
@@ -164,6 +172,13 @@ class InsufficientStorage(StorageError):
 
 class DiskFull(StorageError):
     code = "DISK_FULL"
+    status = 507
+
+
+class StorageReadOnly(StorageError):
+    """The models directory (a read-only mount, a permission) refuses writes."""
+
+    code = "STORAGE_READ_ONLY"
     status = 507
 
 

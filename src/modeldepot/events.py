@@ -14,12 +14,10 @@ import asyncio
 import collections
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from enum import StrEnum
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from modeldepot.downloads.jobs import Job
 
 
 def utcnow() -> datetime:
@@ -67,6 +65,32 @@ class ModelHealthAlert(Event):
     check_id: str | None = None
 
 
+class DownloadLike(Protocol):
+    """What a progress event reads of a download (``downloads.jobs.Job`` has it; events
+    sit below every domain and import none of them)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model_id(self) -> str: ...
+    @property
+    def status(self) -> StrEnum: ...
+    @property
+    def progress_percent(self) -> float: ...
+    @property
+    def speed_bps(self) -> float: ...
+    @property
+    def eta_seconds(self) -> int | None: ...
+    @property
+    def done_bytes(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def retry_count(self) -> int: ...
+    @property
+    def error_message(self) -> str | None: ...
+
+
 class DownloadProgress(Event):
     """A download's progress (seed message ``model_download_progress``).
 
@@ -91,7 +115,7 @@ class DownloadProgress(Event):
         return not self.final
 
     @classmethod
-    def build(cls, job: Job, *, final: bool = False) -> DownloadProgress:
+    def build(cls, job: DownloadLike, *, final: bool = False) -> DownloadProgress:
         return cls(
             model_id=job.model_id,
             progress_percent=job.progress_percent,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -29,11 +30,13 @@ from tests.downloads.crash_support import (
     PARTIAL,
     HubModel,
     ServiceProcess,
+    cdn_gets,
     file_states,
     fill_disk,
     leftovers,
     publish,
     remount_read_only,
+    requested_range,
     running_service,
     snapshot_problems,
     tmpfs,
@@ -74,9 +77,13 @@ async def status_of(app: RunningApp, model_id: str = "tiny") -> dict[str, Any]:
 # --- ENOSPC mid-write (25) --------------------------------------------------------------------
 
 
-async def test_disk_full_mid_download_fails_cleanly_and_spares_other_models(
+async def test_disk_full_mid_download_keeps_the_checkpointed_bytes_and_resumes(
     local_hub: LocalHub, repo: Repo, fast_settings: Fast, mount_tmpfs: Mount
 ) -> None:
+    """RELIABILITY.md 25 and 45: the download fails with DISK_FULL, other models are
+    untouched, no temp file is left, the checkpointed partial bytes stay for the next
+    attempt, the progress shows exactly those, and a start after space is freed resumes
+    them instead of fetching them again."""
     other_model(local_hub)
     disk = mount_tmpfs("6M")
     settings = fast_settings(models_dir=disk / "models", storage={"min_free_space_gb": 0})
@@ -93,17 +100,39 @@ async def test_disk_full_mid_download_fails_cleanly_and_spares_other_models(
         progress = await finish(app, "tiny")
         status = await status_of(app)
         other_status = await status_of(app, "other")
+        kept = _checkpointed(settings, repo)
+        file_progress = {f["path"]: f["downloaded"] for f in progress["files"]}
+
+        (disk / "filler").unlink()
+        local_hub.faults.clear()
+        resumed_at = time.monotonic()
+        await start(app, "tiny")
+        resumed = await finish(app, "tiny")
 
     assert progress["status"] == "FAILED", progress
     assert progress["error_code"] == "DISK_FULL"
     assert "disk full" in progress["error_message"].lower()
     assert status["is_available"] is False
-    assert leftovers(settings.models_dir) == []
-    tiny = settings.models_dir / TINY
-    assert not (tiny / "blobs" / repo.sha256(BIG)).exists()
-    assert not (tiny / "refs" / "main").exists()
+    assert [p for p in leftovers(settings.models_dir) if PARTIAL not in p] == []
+    assert sum(b - a for a, b in kept) > 0
+    assert file_progress[BIG] == sum(b - a for a, b in kept)  # what stays, not a stale figure
     assert file_states(settings.models_dir / "models--acme--other") == other_before
     assert other_status["availability_status"] == "AVAILABLE"
+
+    assert resumed["status"] == "COMPLETED", resumed
+    assert resumed["error_message"] is None
+    tiny = settings.models_dir / TINY
+    assert (tiny / "blobs" / repo.sha256(BIG)).read_bytes() == repo.files[BIG]
+    again = cdn_gets(local_hub, repo.sha256(BIG), since=resumed_at)
+    for request in again:
+        first, _end = requested_range(request, BIG_SIZE)
+        assert not any(a <= first < b for a, b in kept), (request.range, kept)
+
+
+def _checkpointed(settings: Settings, repo: Repo) -> list[tuple[int, int]]:
+    blobs = settings.models_dir / TINY / "blobs"
+    checkpoint = json.loads((blobs / f"{repo.sha256(BIG)}{PARTIAL}.json").read_text())
+    return [(a, a + d) for a, _b, d in checkpoint["plan"]["segments"] if d]
 
 
 # --- preflight: free space and quota ------------------------------------------------------------
@@ -126,7 +155,8 @@ async def test_model_larger_than_the_free_space_is_refused_with_507(
     assert error["details"]["needed_bytes"] >= BIG_SIZE
     assert progress.status_code == 404  # no job was created
     assert active["total_active"] == 0
-    assert list(settings.models_dir.iterdir()) == []  # nothing was created on disk
+    # nothing was created on disk (but the lock file of the process that owns the directory)
+    assert [p.name for p in settings.models_dir.iterdir()] == [".locks"]
 
 
 async def test_quota_that_would_be_exceeded_is_refused_with_507(

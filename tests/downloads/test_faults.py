@@ -152,6 +152,9 @@ async def test_retry_after_is_honoured_and_visible(
     assert seen["retry_count"] == 1
     assert "429" in seen["error_message"]
     assert_complete(settings, repo, progress)
+    # The retry that later succeeded leaves no stale error on the completed download.
+    assert progress["error_message"] is None
+    assert progress["error_code"] is None
 
 
 async def _wait_for_retry(app: object) -> dict[str, object]:

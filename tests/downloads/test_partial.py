@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from modeldepot.downloads import partial
-from modeldepot.downloads.partial import WRITEBACK_CHUNK, PartialFile
+from modeldepot.downloads.segments import SegmentPlan
+from modeldepot.store import partial
+from modeldepot.store.partial import WRITEBACK_CHUNK, PartialFile
+
+
+def read_plan(data: object, size: int) -> SegmentPlan | None:
+    return SegmentPlan.from_json(data, size=size)
+
 
 MIB = 1024 * 1024
 
@@ -27,7 +33,7 @@ def test_whole_chunks_of_the_written_prefix_are_sent_to_writeback_in_order(
     monkeypatch.setattr(partial, "_sync_file_range", recording)
     size = 2 * WRITEBACK_CHUNK + 3 * MIB
     data = os.urandom(size)
-    file = PartialFile(tmp_path, "k" * 64, size)
+    file = PartialFile(tmp_path, "k" * 64, size, read_progress=read_plan)
     file.open(etag=None)
     try:
         # The second half lands first (another connection), then the first half.
@@ -68,7 +74,7 @@ def test_verified_bytes_leave_the_page_cache_behind_a_window_and_stay_on_disk(
     monkeypatch.setattr(partial, "drop_cached", recording)
     size = partial.CACHE_WINDOW + 3 * WRITEBACK_CHUNK
     data = os.urandom(size)
-    file = PartialFile(tmp_path, "k" * 64, size)
+    file = PartialFile(tmp_path, "k" * 64, size, read_progress=read_plan)
     file.open(etag=None)
     try:
         file.write(memoryview(data), 0)

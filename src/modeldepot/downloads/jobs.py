@@ -2,6 +2,11 @@
 
 The database row is the durable copy (status, priority, retries, outcome); bytes on disk
 are described by each partial file's checkpoint. ``Job`` joins the two for the API.
+Only ``downloads/ledger.py`` changes a job's ``status`` (through :meth:`Job.move_to`).
+
+Progress counts bytes that stay: verified files, plus what each unfinished file has
+written (live while it transfers, kept in ``partial`` once the transfer stops), so a
+paused or interrupted download keeps reporting the bytes it will resume from.
 """
 
 from __future__ import annotations
@@ -82,6 +87,15 @@ class Job:
     stop_reason: str | None = None
     last_byte_at: float | None = None
     available_at: float | None = None
+    refetch: frozenset[str] = frozenset()
+    """Digests fetched again although a blob exists (repair: its bytes are wrong)."""
+    run: int = 0
+    """Incremented each time the job starts transferring; an outcome of an older run is
+    stale and dropped."""
+    partial: dict[str, int] = field(default_factory=dict)
+    """Bytes written to unfinished files by transfers that have stopped (kept on disk)."""
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    save_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.bucket.set_rate(self.bandwidth_limit_mbps)
@@ -107,6 +121,7 @@ class Job:
             started_at=row.started_at,
             finished_at=row.finished_at,
             persisted_done=row.done_bytes,
+            refetch=frozenset(row.refetch or ()),
         )
 
     def to_row(self) -> DownloadRow:
@@ -130,10 +145,12 @@ class Job:
             started_at=self.started_at,
             finished_at=self.finished_at,
             updated_at=datetime.now(UTC),
+            refetch=sorted(self.refetch),
         )
 
     def move_to(self, status: DownloadStatus) -> None:
-        """Change status through the transition table (raises ``IllegalTransition``)."""
+        """Change status through the transition table (raises ``IllegalTransition``).
+        Only the ledger calls this."""
         self.status = check_transition(self.status, status)
         now = datetime.now(UTC)
         if status == DownloadStatus.DOWNLOADING and self.started_at is None:
@@ -147,8 +164,28 @@ class Job:
     def done_bytes(self) -> int:
         if not self.files:
             return self.persisted_done
-        live = sum(f.done_bytes for p, f in self.fetches.items() if p not in self.verified)
-        return sum(self.verified.values()) + live
+        unfinished = 0
+        for manifest_file in self.files:
+            path = manifest_file.path
+            if path in self.verified:
+                continue
+            fetch = self.fetches.get(path)
+            unfinished += fetch.done_bytes if fetch is not None else self.partial.get(path, 0)
+        return sum(self.verified.values()) + unfinished
+
+    def keep_partial_progress(self, *, durable: bool = False) -> None:
+        """The transfer stopped: remember what each unfinished file has on disk (with
+        ``durable``, only what its last checkpoint counts: after a failure that is what
+        the next attempt resumes from)."""
+        for path, fetch in self.fetches.items():
+            if path not in self.verified:
+                self.partial[path] = fetch.durable_bytes if durable else fetch.done_bytes
+        self.fetches.clear()
+
+    def forget_partial_progress(self) -> None:
+        """The partial files were removed: nothing unfinished is on disk any more."""
+        self.partial.clear()
+        self.fetches.clear()
 
     @property
     def progress_percent(self) -> float:
@@ -196,11 +233,12 @@ class Job:
                 )
                 continue
             fetch = self.fetches.get(manifest_file.path)
+            kept = self.partial.get(manifest_file.path, 0)
             items.append(
                 FileProgress(
                     path=manifest_file.path,
                     size=size,
-                    downloaded=fetch.done_bytes if fetch else 0,
+                    downloaded=fetch.done_bytes if fetch else kept,
                     state="downloading" if fetch else "pending",
                 )
             )

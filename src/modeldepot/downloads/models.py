@@ -1,13 +1,21 @@
-"""The downloads table: one row per download job, its state and its outcome."""
+"""The downloads table: one row per download job, its state and its outcome.
+
+At most one row per model is active (queued, downloading, paused or verifying): a partial
+unique index says so in the database itself (migration 0007), so no race can ever leave
+two transfers of one model behind.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modeldepot.db import Base, UtcDateTime
+
+ACTIVE_STATUSES = ("QUEUED", "DOWNLOADING", "PAUSED", "VERIFYING")
+ACTIVE_SQL = "status IN ('QUEUED', 'DOWNLOADING', 'PAUSED', 'VERIFYING')"
 
 
 class DownloadRow(Base):
@@ -32,3 +40,14 @@ class DownloadRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    refetch: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    __table_args__ = (
+        Index(
+            "uq_downloads_active_model",
+            "model_id",
+            unique=True,
+            sqlite_where=text(ACTIVE_SQL),
+            postgresql_where=text(ACTIVE_SQL),
+        ),
+    )

@@ -1,8 +1,15 @@
-"""Queries of the downloads domain."""
+"""Queries of the downloads domain.
+
+A job row is written with one INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL
+both have it): saving never races itself into a duplicate key, whoever saves first.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modeldepot.downloads.models import DownloadRow
@@ -12,7 +19,15 @@ NOT_TERMINAL = [s.value for s in DownloadStatus if not s.is_terminal]
 
 
 async def save(session: AsyncSession, row: DownloadRow) -> None:
-    await session.merge(row)
+    """Insert or update the row of one job."""
+    values: dict[str, Any] = {
+        column.key: getattr(row, column.key) for column in inspect(DownloadRow).column_attrs
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(DownloadRow).values(**values)
+    changed = {key: statement.excluded[key] for key in values if key != "id"}
+    await session.execute(statement.on_conflict_do_update(index_elements=["id"], set_=changed))
 
 
 async def unfinished(session: AsyncSession) -> list[DownloadRow]:
@@ -31,6 +46,10 @@ async def latest_per_model(session: AsyncSession) -> list[DownloadRow]:
         newest, (DownloadRow.model_id == newest.c.model_id) & (DownloadRow.seq == newest.c.seq)
     )
     return list(await session.scalars(query))
+
+
+async def get(session: AsyncSession, download_id: str) -> DownloadRow | None:
+    return await session.get(DownloadRow, download_id)
 
 
 async def max_seq(session: AsyncSession) -> int:

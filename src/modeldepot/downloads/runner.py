@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -23,11 +22,10 @@ from modeldepot.blocking import run
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.catalog.schemas import CatalogEntry, HubSource
 from modeldepot.downloads.jobs import Job
-from modeldepot.downloads.partial import translate_os_error
 from modeldepot.downloads.retry import RetryPolicy, is_transient
 from modeldepot.downloads.transfer import FileFetch, TransferContext
 from modeldepot.errors import DepotError, InsufficientStorage
-from modeldepot.ids import is_commit_hash
+from modeldepot.store.cache import HubCache
 from modeldepot.store.layout import RepoLayout
 from modeldepot.store.service import disk_space
 
@@ -61,6 +59,22 @@ class BlobRegistry:
             self._inflight.pop(digest, None)
             if not future.done():
                 future.cancel()
+
+    @contextlib.asynccontextmanager
+    async def try_claim(self, digest: str | None) -> AsyncIterator[bool]:
+        """Claim ``digest`` only if nobody holds it; yield whether we did. For clean-up:
+        a partial file somebody is fetching into is theirs."""
+        if digest is None or digest in self._inflight:
+            yield False
+            return
+        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            yield True
+        finally:
+            if self._inflight.get(digest) is future:
+                del self._inflight[digest]
+            future.cancel()
 
     async def _wait_for_other(self, digest: str) -> Path | None:
         while (pending := self._inflight.get(digest)) is not None:
@@ -111,16 +125,20 @@ class JobRunner:
 
     job: Job
     entry: CatalogEntry
-    layout: RepoLayout
+    cache: HubCache
     endpoint: str
     context: TransferContext
     blobs: BlobRegistry
     space: SpaceCheck
     on_file_done: Callable[[], Awaitable[None]]
-    repo_lock: asyncio.Lock
+
+    @property
+    def layout(self) -> RepoLayout:
+        return self.cache.layout(self.job.repo_id)
 
     async def run(self) -> None:
-        async with self.repo_lock:  # the revision sweep cannot remove what we link here
+        # Under the repository's lock: the revision sweep cannot remove what we link here.
+        async with self.cache.lock(self.job.repo_id):
             pending = await run(self.context.executor, self._link_present_files)
         needed = sum(f.size or 0 for f in pending)
         await run(self.context.executor, self.space.ensure, needed)
@@ -138,12 +156,11 @@ class JobRunner:
             raise failures.exceptions[0] from None
 
     def publish_ref(self) -> str | None:
-        """Point the tracked ref at the job's commit; return the commit it pointed at."""
-        if is_commit_hash(self.job.revision):
-            return None
-        previous = self.layout.read_ref(self.job.revision)
-        self.layout.write_ref(self.job.revision, self.job.commit)
-        return previous
+        """Blocking: point the tracked ref at the job's commit (every file verified);
+        return the commit it pointed at."""
+        return self.cache.switch_ref_blocking(
+            self.job.repo_id, revision=self.job.revision, commit=self.job.commit
+        )
 
     def _link_present_files(self) -> list[ManifestFile]:
         """Blocking: link files whose verified blob exists; return the ones to fetch."""
@@ -156,7 +173,7 @@ class JobRunner:
         return pending
 
     def _present(self, file: ManifestFile) -> bool:
-        if file.digest is None or file.size is None:
+        if file.digest is None or file.size is None or file.digest in self.job.refetch:
             return False
         blob = self.layout.blob_path(file.digest)
         try:
@@ -164,7 +181,9 @@ class JobRunner:
                 return False
         except OSError:
             return False
-        self.layout.link_snapshot_file(self.job.commit, file.path, file.digest)
+        self.cache.link_file_blocking(
+            self.job.repo_id, commit=self.job.commit, path=file.path, digest=file.digest
+        )
         return True
 
     async def _fetch_file(self, file: ManifestFile) -> None:
@@ -186,10 +205,13 @@ class JobRunner:
             self.blobs.publish(digest, self.layout.blob_path(digest))
             await run(
                 self.context.executor,
-                self.layout.link_snapshot_file,
-                self.job.commit,
-                file.path,
-                digest,
+                partial(
+                    self.cache.link_file_blocking,
+                    self.job.repo_id,
+                    commit=self.job.commit,
+                    path=file.path,
+                    digest=digest,
+                ),
             )
             self.job.last_byte_at = fetch.last_byte_at or self.job.last_byte_at
             await self._mark_verified(file)
@@ -198,20 +220,14 @@ class JobRunner:
         """Blocking: hard-link (else copy) a blob another job just verified into our repo."""
         if file.digest is None:
             return False
-        own = self.layout.blob_path(file.digest)
-        if own != blob and not own.exists():
-            try:
-                own.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(blob, own)
-                except OSError:
-                    shutil.copyfile(blob, own)
-            except OSError as exc:
-                raise translate_os_error(exc, "sharing a blob between models") from exc
+        self.cache.adopt_blob_blocking(self.job.repo_id, file.digest, blob)
         return self._present(file)
 
     async def _mark_verified(self, file: ManifestFile) -> None:
         self.job.verified[file.path] = file.size or 0
+        self.job.partial.pop(file.path, None)
+        if file.digest in self.job.refetch:
+            self.job.refetch = self.job.refetch - {file.digest}
         await self.on_file_done()
 
 
@@ -231,17 +247,3 @@ def make_retry_handler(
         await asyncio.sleep(policy.delay(attempt, error))
 
     return handle
-
-
-def cleanup_partials(layout: RepoLayout, files: tuple[ManifestFile, ...]) -> None:
-    """Blocking: remove this job's partial files and checkpoints (cancel, disk full)."""
-    for file in files:
-        if file.digest is None:
-            continue
-        partial = layout.partial_path(file.digest)
-        for path in (partial, partial.with_name(partial.name + ".json")):
-            with contextlib.suppress(OSError):
-                path.unlink()
-    with contextlib.suppress(OSError):
-        for leftover in layout.blobs_dir.glob("unpinned-*"):
-            leftover.unlink()
