@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +25,20 @@ from modeldepot.catalog.loader import load_catalog_file, merge_catalogs
 from modeldepot.catalog.resolver import SourceResolver
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
+from modeldepot.config.directory import WriteProbe, write_problem
 from modeldepot.config.service import ConfigService
 from modeldepot.db import open_database
+from modeldepot.downloads.ledger import Ledger
 from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
 from modeldepot.health.monitor import HealthMonitor
 from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
+from modeldepot.instance import Holder, InstanceLease, hold_lease, lock_directories
 from modeldepot.revisions.service import RevisionService
 from modeldepot.settings import Settings
+from modeldepot.store.cache import HubCache
 from modeldepot.store.service import StorageService
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class Services:
     config: ConfigService
     catalog: CatalogService
     availability: AvailabilityService
+    cache: HubCache
     storage: StorageService
     downloads: DownloadService
     health: HealthService
@@ -59,9 +63,10 @@ class Services:
     http: httpx.AsyncClient
     sessions: async_sessionmaker[AsyncSession]
     models_dir: Path
-    models_dir_writable: bool
+    models_dir_probe: WriteProbe
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    instance: InstanceLease | None = None
 
 
 def load_entries(
@@ -91,10 +96,15 @@ def prepare_models_dir(path: Path) -> bool:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"Models directory {path} cannot be created: {exc.strerror}") from exc
-    writable = os.access(path, os.W_OK | os.X_OK)
-    if not writable:
-        logger.warning("Models directory %s is read-only: status works, downloads will fail", path)
-    return writable
+    # A probe file, not os.access: access(2) is wrong for root, ACLs and NFS (issue 8).
+    problem = write_problem(path)
+    if problem is not None:
+        logger.warning(
+            "Models directory %s is not writable (%s): status works, downloads will fail",
+            path,
+            problem.strerror,
+        )
+    return problem is None
 
 
 @contextlib.asynccontextmanager
@@ -109,13 +119,18 @@ async def open_services(
 
     Raises:
         ConfigError, CatalogError, StorageError: the configuration cannot be used.
+        AlreadyRunning: another process holds the data directory, the models directory
+            or the database (see ``modeldepot.instance``).
     """
     entries = load_entries(settings, extra_entries, include_builtin=include_builtin)
     install_guarded_client()
     config = ConfigService(settings)
     models_dir = config.models_dir
-    writable = prepare_models_dir(models_dir)
+    prepare_models_dir(models_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Before the database is touched: one process per data directory (issue 8).
+    holder = Holder.starting(settings, models_dir=models_dir)
+    locks = lock_directories(holder, data_dir=settings.data_dir, models_dir=models_dir)
     http = httpx.AsyncClient(
         headers={"Accept-Encoding": "identity", "User-Agent": "modeldepot"},
         timeout=httpx.Timeout(settings.hub_timeout_seconds),
@@ -130,13 +145,16 @@ async def open_services(
         follow_redirects=False,
     )
     try:
-        async with open_database(
-            settings.resolved_database_url, schema=settings.database_schema
-        ) as sessions:
+        async with (
+            open_database(
+                settings.resolved_database_url, schema=settings.database_schema
+            ) as sessions,
+            hold_lease(sessions, holder=holder, locks=locks) as lease,
+        ):
             services = await _build(
                 settings, config, entries, (http, transfers), sessions, models_dir
             )
-            services.models_dir_writable = writable
+            services.instance = lease
             # Revisions first: their reconciliation must see the refs before a resumed
             # download can move one.
             await services.revisions.load()
@@ -155,6 +173,7 @@ async def open_services(
     finally:
         await transfers.aclose()
         await http.aclose()
+        locks.release()
 
 
 async def _build(
@@ -182,20 +201,19 @@ async def _build(
     )
     await catalog.load()
     bus = EventBus()
+    cache = HubCache(models_dir=models_dir, catalog=catalog)
     availability = AvailabilityService(
-        catalog=catalog, models_dir=models_dir, bus=bus, cache_ttl=settings.status_cache_ttl_seconds
+        catalog=catalog, cache=cache, bus=bus, cache_ttl=settings.status_cache_ttl_seconds
     )
-    storage = StorageService(
-        models_dir=models_dir, entries=catalog.entries, config=lambda: config.current
-    )
+    storage = StorageService(cache=cache, entries=catalog.entries, config=lambda: config.current)
     downloads = DownloadService(
         settings=settings,
         config=config,
         catalog=catalog,
         availability=availability,
-        bus=bus,
         sessions=sessions,
-        models_dir=models_dir,
+        ledger=Ledger(sessions=sessions, bus=bus),
+        cache=cache,
         client=transfers,
     )
     health = HealthService(
@@ -203,7 +221,7 @@ async def _build(
         availability=availability,
         bus=bus,
         sessions=sessions,
-        models_dir=models_dir,
+        cache=cache,
         concurrency=settings.health_check_concurrency,
         perf_read_bytes=int(settings.health_perf_read_mb * 1_000_000),
     )
@@ -212,7 +230,7 @@ async def _build(
         health=health,
         downloads=downloads,
         catalog=catalog,
-        models_dir=models_dir,
+        cache=cache,
         config=lambda: config.current,
         sessions=sessions,
     )
@@ -222,14 +240,15 @@ async def _build(
         downloads=downloads,
         health=health,
         sessions=sessions,
-        models_dir=models_dir,
+        cache=cache,
         config_service=config,
     )
-    return Services(
+    services = Services(
         settings=settings,
         config=config,
         catalog=catalog,
         availability=availability,
+        cache=cache,
         storage=storage,
         downloads=downloads,
         health=health,
@@ -240,8 +259,31 @@ async def _build(
         http=http,
         sessions=sessions,
         models_dir=models_dir,
-        models_dir_writable=True,
+        models_dir_probe=WriteProbe(models_dir),
     )
+    _wire(services)
+    return services
+
+
+def _wire(services: Services) -> None:
+    """Every listener is wired here, where the services are built, never registered from
+    a constructor: this is the one place that says who reacts to what."""
+    catalog, availability = services.catalog, services.availability
+    downloads, health, config = services.downloads, services.health, services.config
+    catalog.on_manifest_change(availability.on_manifest_change)
+    # Status fields from later capabilities, in this order: an active download's status
+    # wins, then a health verdict may mark the installed bytes CORRUPTED.
+    availability.add_contributor(downloads)
+    availability.add_contributor(health)
+
+    async def rejudge(model_id: str) -> None:
+        await availability.recompute(model_id)
+
+    downloads.on_status_change(rejudge)
+    downloads.on_ref_switch(services.revisions.record_switch)
+    health.on_verdict(services.repairs.on_verdict)
+    config.on_change(downloads.on_config_change)
+    config.on_change(services.revisions.on_config_change)
 
 
 def _start_background(services: Services) -> None:

@@ -85,7 +85,6 @@ async def test_auto_repair_fetches_only_the_bad_file(
     assert body["repair_id"].startswith("repair_")
     assert body["actions_taken"] == [
         "integrity_check",
-        "removed_corrupt_files",
         "partial_redownload",
     ]
     assert body["files"] == [BIG]
@@ -137,7 +136,7 @@ async def test_redownload_refetches_everything(
         answer = await repair(app, "redownload")
         await settle(app)
         status = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
-    assert answer.json()["actions_taken"] == ["removed_corrupt_files", "redownload"]
+    assert answer.json()["actions_taken"] == ["redownload"]
     fetched = {r.path for r in local_hub.requests if r.method == "GET" and "/resolve/" in r.path}
     fetched |= {r.path for r in local_hub.requests if r.server == "cdn" and r.method == "GET"}
     assert len(fetched) == len(files)
@@ -205,6 +204,7 @@ async def test_auto_repair_is_tried_once_while_the_hub_keeps_failing(
     async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
         await installed(app)
         flip_byte(settings.models_dir, BIG)
+        damaged = (snapshot_of(settings.models_dir) / BIG).read_bytes()
         local_hub.faults.add(Status(404), server="cdn")
         local_hub.requests.clear()
         for _ in range(3):  # three monitor rounds find it broken
@@ -217,9 +217,11 @@ async def test_auto_repair_is_tried_once_while_the_hub_keeps_failing(
     assert len([r for r in local_hub.requests if r.server == "cdn"]) == 1
     assert job is not None
     assert job.status.value == "FAILED"
-    # The repair removed the bad file and could not fetch it: alerted, not repaired again.
-    assert health["overall_health"] == "degraded"
+    # The repair could not fetch a replacement, so it removed nothing: the model is as it
+    # was (corrupted, the same bytes), alerted, and not repaired again.
+    assert health["overall_health"] == "corrupted"
     assert [i["path"] for i in health["issues"]] == [BIG]
+    assert (snapshot_of(settings.models_dir) / BIG).read_bytes() == damaged
 
 
 class _TouchOnUnpickle:
@@ -365,6 +367,7 @@ async def test_a_repair_whose_download_fails_is_recorded_as_failed(
     async with run_app(settings, entries=(hub_entry("tiny", "acme/tiny"),)) as app:
         await installed(app)
         flip_byte(settings.models_dir, BIG)
+        damaged = (snapshot_of(settings.models_dir) / BIG).read_bytes()
         local_hub.faults.add(Status(404), server="cdn")
         started = (await repair(app, "auto")).json()
         await settle(app)
@@ -372,7 +375,9 @@ async def test_a_repair_whose_download_fails_is_recorded_as_failed(
 
     assert body["status"] == "failed"
     assert "404" in body["error"]
-    assert body["overall_health"] == "degraded"
+    # Nothing was removed before a replacement verified: the model is exactly as it was.
+    assert body["overall_health"] == "corrupted"
+    assert (snapshot_of(settings.models_dir) / BIG).read_bytes() == damaged
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,22 @@
-"""Repair: fix only what a check found broken, through the download engine.
+"""Repair: fix only what a check found broken, through the download engine, destroying
+nothing on the way.
 
-* ``auto``: run a quick integrity check (a full one with ``force_repair``), remove the
-  snapshot links of the bad files and the blobs whose bytes are wrong, then let the
-  download engine fetch what the installed commit lacks (progress, priorities, limits and
-  resume all apply), then verify the whole model again.
-* ``redownload``: the same for every file of the installed commit; blobs another
-  revision still links are kept (they are re-verified, not re-fetched, when they match).
+* ``auto``: run a quick integrity check (a full one with ``force_repair``), then let the
+  download engine bring the installed commit back: files whose bytes are wrong are
+  fetched again, verified, and only then renamed over the bad blob; missing or broken
+  snapshot entries are re-linked (from the blob if it is intact, else after fetching
+  it). Progress, priorities, limits and resume all apply. Then the whole model is
+  verified again.
+* ``redownload``: the same for every file of the installed commit.
 * ``integrity_fix``: no network: remove temp files of interrupted writes, re-link snapshot
-  entries whose blob is present and verifies, then verify again.
+  entries whose blob is present and verifies, restore a lost ref, then verify again.
 
-Nothing outside the model's repository folder is touched and no link is followed out of
-the models directory: removals are of the snapshot entry itself (never its target) and of
-blobs addressed by the manifest's digest inside the repository.
+Nothing is removed before its replacement is verified (PRODUCT.md, RELIABILITY.md 43): a
+repair with the hub unreachable, or on a disk that fills, fails and leaves the model
+exactly as it was. A read-only models directory is refused at once (507
+``STORAGE_READ_ONLY``). Nothing outside the model's repository folder is touched and no
+link is followed out of the models directory (an entry linking out is replaced, never
+followed).
 
 Automatic repair (``health_monitoring.auto_repair_enabled``, live): when any integrity
 check (the monitor's or a requested one) raises an alert whose recommended action is
@@ -24,7 +29,6 @@ automatic repair is alerted again but not repaired again until a check has found
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import secrets
@@ -40,6 +44,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.catalog.manifest import Manifest, ManifestFile
+from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
 from modeldepot.config.schemas import ConfigPublic
 from modeldepot.downloads.hashing import new_hasher
@@ -47,9 +52,9 @@ from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import (
     Conflict,
     DepotError,
+    DownloadInProgress,
     InvalidRepairId,
     RepairNotFound,
-    UnsafePath,
     UpstreamUnavailable,
 )
 from modeldepot.events import ModelHealthAlert
@@ -57,7 +62,8 @@ from modeldepot.health.models import RepairRow
 from modeldepot.health.schemas import HealthIssue
 from modeldepot.health.service import HealthService
 from modeldepot.ids import parse_digest
-from modeldepot.store.layout import RepoLayout, contain, sweep_temp_files
+from modeldepot.store.cache import HubCache
+from modeldepot.store.layout import RepoLayout
 
 logger = logging.getLogger(__name__)
 RepairType = Literal["auto", "redownload", "integrity_fix"]
@@ -117,9 +123,11 @@ REPAIR_ID_RE = re.compile(r"^repair_[0-9a-f]{16}$")
 
 @dataclass
 class _Plan:
+    entry: CatalogEntry
     commit: str
     manifest: Manifest
     layout: RepoLayout
+    installed: bool  # False: no ref names the commit (integrity_fix may restore it)
     issues: list[HealthIssue] = field(default_factory=list)
 
 
@@ -130,7 +138,7 @@ class RepairService:
         health: HealthService,
         downloads: DownloadService,
         catalog: CatalogService,
-        models_dir: Path,
+        cache: HubCache,
         config: Callable[[], ConfigPublic],
         sessions: async_sessionmaker[AsyncSession],
     ) -> None:
@@ -138,13 +146,13 @@ class RepairService:
         self._health = health
         self._downloads = downloads
         self._catalog = catalog
-        self._models_dir = models_dir
+        self._cache = cache
         self._config = config
         self._tasks: set[asyncio.Task[None]] = set()
         self._auto_tried: set[str] = set()
-        health.on_verdict(self._on_verdict)
 
-    def _on_verdict(self, model_id: str, alert: ModelHealthAlert | None) -> None:
+    def on_verdict(self, model_id: str, alert: ModelHealthAlert | None) -> None:
+        """Listener for ``HealthService.on_verdict`` (wired by the composition root)."""
         if alert is None:
             self._auto_tried.discard(model_id)  # healthy again: a new episode may repair
             return
@@ -183,7 +191,7 @@ class RepairService:
             UpstreamUnavailable (file list of the installed commit unknown), Conflict
             (nothing installed to repair: start a download instead).
         """
-        plan = await self._plan(model_id)
+        plan = await self._plan(model_id, request)
         repair_id = f"repair_{secrets.token_hex(8)}"
         requested_at = datetime.now(UTC)
         answer = await self._start(repair_id, model_id, request, plan)
@@ -259,9 +267,13 @@ class RepairService:
                 actions_taken=[*actions, "nothing_to_repair"],
                 estimated_completion=datetime.now(UTC),
             )
-        removed = await anyio.to_thread.run_sync(_remove_bad, plan, bad)
-        actions.append("removed_corrupt_files")
-        job = await self._downloads.start_commit(model_id, plan.commit)
+        by_path = {f.path: f for f in plan.manifest.files}
+        refetch = frozenset(
+            digest
+            for issue in bad
+            if issue.kind in _WRONG_BYTES and (digest := _digest(by_path, issue.path))
+        )
+        job = await self._downloads.start_commit(model_id, plan.commit, refetch=refetch)
         actions.append("partial_redownload" if request.repair_type == "auto" else "redownload")
         return RepairResponse(
             success=True,
@@ -269,13 +281,17 @@ class RepairService:
             actions_taken=actions,
             estimated_completion=_eta(job.total_bytes),
             download_id=job.id,
-            files=removed,
+            files=sorted({issue.path for issue in bad if issue.path in by_path}),
         )
 
-    async def _plan(self, model_id: str) -> _Plan:
-        entry = self._catalog.get(model_id)
-        layout = RepoLayout(self._models_dir, entry.repo_id)
-        commit = await anyio.to_thread.run_sync(layout.read_ref, entry.revision)
+    async def _plan(self, model_id: str, request: RepairRequest) -> _Plan:
+        installed = await self._cache.installed(model_id)
+        commit = installed.commit
+        if commit is None and request.repair_type == "integrity_fix":
+            # A lost ref: the snapshot of the newest known commit may be whole.
+            expected = installed.expected
+            commits = await self._cache.snapshot_commits(installed.entry.repo_id)
+            commit = expected.commit if expected and expected.commit in commits else None
         if commit is None:
             raise Conflict(
                 f"Nothing of {model_id} is installed: start a download instead",
@@ -284,7 +300,13 @@ class RepairService:
         manifest = await self._catalog.manifest_for_commit(model_id, commit)
         if manifest is None:
             manifest = await self._catalog_refresh_manifest(model_id, commit)
-        return _Plan(commit=commit, manifest=manifest, layout=layout)
+        return _Plan(
+            entry=installed.entry,
+            commit=commit,
+            manifest=manifest,
+            layout=installed.layout,
+            installed=installed.commit is not None,
+        )
 
     async def _catalog_refresh_manifest(self, model_id: str, commit: str) -> Manifest:
         await self._catalog.refresh(model_id)
@@ -297,19 +319,25 @@ class RepairService:
         return manifest
 
     async def _integrity_fix(self, repair_id: str, model_id: str, plan: _Plan) -> RepairResponse:
-        actions = (
-            ["removed_temp_files"]
-            if await anyio.to_thread.run_sync(sweep_temp_files, plan.layout.path)
-            else []
-        )
-        async with self._downloads.repo_locks.get(plan.layout.repo_id):
-            relinked = await anyio.to_thread.run_sync(_relink_verified, plan)
+        job = self._downloads.job(model_id)
+        if job is not None and job.status.is_active:
+            # Temp files may be the live writes of that download: not ours to sweep now.
+            raise DownloadInProgress(
+                f"A download of {model_id} is {job.status.value}: let it finish or cancel "
+                "it before an integrity_fix",
+                details={"download_id": job.id, "status": job.status.value},
+            )
+        repo_id = plan.entry.repo_id
+        async with self._cache.lock(repo_id):
+            swept = await self._cache.sweep_temp_files(repo_id)
+            relinked = await anyio.to_thread.run_sync(_relink_verified, self._cache, plan)
+        actions = ["removed_temp_files"] if swept else []
         if relinked:
             actions.append("relinked_snapshot_files")
-        if not plan.layout.ref_path(plan.manifest.revision).exists():
-            await anyio.to_thread.run_sync(
-                plan.layout.write_ref, plan.manifest.revision, plan.commit
-            )
+        whole = await self._cache.completeness(plan.entry, plan.commit)
+        if not plan.installed and whole is not None and whole.whole:
+            # Only a whole snapshot gets its ref back; the forced check below hashes it.
+            await self._cache.switch_ref(repo_id, revision=plan.entry.revision, commit=plan.commit)
             actions.append("restored_ref")
         check = await self._health.request_check(model_id, "integrity", force=True)
         actions.append("integrity_check")
@@ -326,14 +354,10 @@ class RepairService:
         ended (in the background)."""
 
         async def verify_when_done() -> None:
-            while True:
-                job = self._downloads.job(model_id)
-                if job is None or job.id != download_id or job.status.is_terminal:
-                    break
-                await asyncio.sleep(0.1)
+            job = await self._downloads.wait(download_id)
             verdict = await self._health.run_check(model_id, "full", force=True)
             status, error = "completed", None
-            if job is not None and job.id == download_id and job.status.value != "COMPLETED":
+            if job.status.value != "COMPLETED":
                 status = "failed"
                 error = job.error_message or f"The download ended {job.status.value}"
             elif verdict.overall_health != "healthy":
@@ -354,48 +378,12 @@ class RepairService:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
-def _remove_bad(plan: _Plan, bad: list[HealthIssue]) -> list[str]:
-    """Blocking: unlink the snapshot entries of bad files, and blobs with wrong bytes."""
-    by_path = {f.path: f for f in plan.manifest.files}
-    removed = []
-    for issue in bad:
-        file = by_path.get(issue.path)
-        if file is None:
-            continue
-        _unlink_entry(plan.layout, plan.commit, file)
-        if issue.kind in _WRONG_BYTES and file.digest is not None:
-            blob = plan.layout.blob_path(file.digest)
-            if blob.is_file() and not blob.is_symlink() and not _linked_elsewhere(plan, blob):
-                blob.unlink()
-        removed.append(file.path)
-    return removed
+def _digest(by_path: dict[str, ManifestFile], path: str) -> str | None:
+    file = by_path.get(path)
+    return file.digest if file is not None else None
 
 
-def _unlink_entry(layout: RepoLayout, commit: str, file: ManifestFile) -> None:
-    entry = layout.snapshot_file(commit, file.path)
-    try:
-        contain(layout.root, entry.parent)  # a parent linked out of the root: leave it
-    except UnsafePath:
-        return
-    if entry.is_symlink() or entry.is_file():
-        entry.unlink()
-
-
-def _linked_elsewhere(plan: _Plan, blob: Path) -> bool:
-    """Does another revision's snapshot still point at ``blob``? (then it is re-verified
-    by the download, not deleted: another revision's files are never touched)."""
-    snapshots = plan.layout.path / "snapshots"
-    for other in snapshots.iterdir() if snapshots.is_dir() else ():
-        if other.name == plan.commit:
-            continue
-        for link in other.rglob("*"):
-            with contextlib.suppress(OSError):
-                if link.is_symlink() and link.resolve() == blob.resolve():
-                    return True
-    return False
-
-
-def _relink_verified(plan: _Plan) -> list[str]:
+def _relink_verified(cache: HubCache, plan: _Plan) -> list[str]:
     """Blocking: re-create missing or broken snapshot links whose blob hashes right."""
     relinked = []
     for file in plan.manifest.files:
@@ -406,9 +394,9 @@ def _relink_verified(plan: _Plan) -> list[str]:
             continue
         blob = plan.layout.blob_path(file.digest)
         if blob.is_file() and not blob.is_symlink() and _hashes_to(blob, file):
-            if entry.is_symlink():
-                entry.unlink()
-            plan.layout.link_snapshot_file(plan.commit, file.path, file.digest)
+            cache.link_file_blocking(
+                plan.entry.repo_id, commit=plan.commit, path=file.path, digest=file.digest
+            )
             relinked.append(file.path)
     return relinked
 
