@@ -19,6 +19,8 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldepot.units import to_mb
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -119,12 +121,12 @@ class DownloadProgress(Event):
         return cls(
             model_id=job.model_id,
             progress_percent=job.progress_percent,
-            speed_mbps=round(job.speed_bps / 1_000_000, 3),
+            speed_mbps=to_mb(job.speed_bps),
             eta_seconds=job.eta_seconds,
             status=job.status.value,
             download_id=job.id,
-            downloaded_mb=round(job.done_bytes / 1_000_000, 3),
-            total_mb=round(job.total_bytes / 1_000_000, 3),
+            downloaded_mb=to_mb(job.done_bytes),
+            total_mb=to_mb(job.total_bytes),
             retry_count=job.retry_count,
             error_message=job.error_message,
             final=final,

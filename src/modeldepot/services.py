@@ -40,6 +40,7 @@ from modeldepot.revisions.service import RevisionService
 from modeldepot.settings import Settings
 from modeldepot.store.cache import HubCache
 from modeldepot.store.service import StorageService
+from modeldepot.units import mb_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ async def _build(
         sessions=sessions,
         cache=cache,
         concurrency=settings.health_check_concurrency,
-        perf_read_bytes=int(settings.health_perf_read_mb * 1_000_000),
+        perf_read_bytes=mb_bytes(settings.health_perf_read_mb),
     )
     monitor = HealthMonitor(health=health, availability=availability, config=lambda: config.current)
     repairs = RepairService(

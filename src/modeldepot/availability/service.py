@@ -34,9 +34,7 @@ from modeldepot.events import EventBus, ModelAvailabilityChange
 from modeldepot.singleflight import SingleFlight
 from modeldepot.store.cache import HubCache
 from modeldepot.store.scan import FileObservation
-
-MB = 1_000_000
-GB = 1_000_000_000
+from modeldepot.units import GB, MB
 
 
 class StatusContributor(Protocol):

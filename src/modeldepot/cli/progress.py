@@ -25,8 +25,8 @@ from rich.progress import (
 from rich.text import Text
 
 from modeldepot.downloads.schemas import ProgressResponse
+from modeldepot.units import MB
 
-MB = 1_000_000
 REFRESH_PER_SECOND = 4
 
 

@@ -30,9 +30,9 @@ from modeldepot.errors import DepotError, DownloadInProgress
 from modeldepot.events import Subscription
 from modeldepot.services import Services, open_services
 from modeldepot.settings import Settings
+from modeldepot.units import MB
 
 POLL_INTERVAL_S = 0.25  # the display's refresh rate; events wake the loop sooner
-MB = 1_000_000
 
 
 @dataclass(frozen=True)

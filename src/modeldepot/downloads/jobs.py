@@ -28,8 +28,7 @@ from modeldepot.downloads.schemas import (
 )
 from modeldepot.downloads.state import DownloadStatus, check_transition
 from modeldepot.downloads.transfer import FileFetch
-
-MB = 1_000_000
+from modeldepot.units import MB
 
 
 class SpeedMeter:

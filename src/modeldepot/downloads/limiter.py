@@ -14,7 +14,9 @@ from __future__ import annotations
 import threading
 import time
 
-MBPS = 1_000_000
+from modeldepot.units import MB
+
+MBPS = MB  # bytes per second in one MB/s
 
 
 class TokenBucket:

@@ -28,9 +28,9 @@ from modeldepot.errors import DepotError, InsufficientStorage
 from modeldepot.store.cache import HubCache
 from modeldepot.store.layout import RepoLayout
 from modeldepot.store.service import disk_space
+from modeldepot.units import GB
 
 logger = logging.getLogger(__name__)
-GB = 1_000_000_000
 FILES_IN_PARALLEL = 4
 
 

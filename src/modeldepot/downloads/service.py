@@ -62,9 +62,9 @@ from modeldepot.errors import (
 from modeldepot.settings import Settings
 from modeldepot.store.cache import HubCache
 from modeldepot.store.partial import translate_os_error
+from modeldepot.units import MB, gb_bytes, mb_bytes
 
 S = DownloadStatus
-MB = 1_000_000
 
 
 class DownloadService:
@@ -455,8 +455,8 @@ class DownloadService:
         storage = self._config.current.storage
         return SpaceCheck(
             models_dir=self._cache.root,
-            reserve_bytes=int(storage.min_free_space_gb * 1e9),
-            quota_bytes=int(storage.max_storage_gb * 1e9),
+            reserve_bytes=gb_bytes(storage.min_free_space_gb),
+            quota_bytes=gb_bytes(storage.max_storage_gb),
             used_bytes=lambda: sum(r.size_on_disk for r in self._cache.repositories_blocking()),
         )
 
@@ -482,7 +482,7 @@ class DownloadService:
         settings = self._settings
         return TransferSettings(
             connections_per_file=self._config.current.downloads.connections_per_file,
-            min_segment=int(settings.min_segment_mb * MB),
+            min_segment=mb_bytes(settings.min_segment_mb),
             stall_timeout=settings.stall_timeout_seconds,
             checkpoint_interval=settings.checkpoint_interval_seconds,
         )

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.health.structure import check_safetensors
+from modeldepot.units import MB
 
 READ_BLOCK = 1024 * 1024
 READ_WEIGHT = 0.7
@@ -55,7 +56,7 @@ class Measurement:
 
     @property
     def read_mbps(self) -> float:
-        return self.bytes_read / 1e6 / self.read_seconds if self.read_seconds > 0 else 0.0
+        return self.bytes_read / MB / self.read_seconds if self.read_seconds > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,6 @@ CHECK_ID_RE = re.compile(r"^check_[0-9a-f]{16}$")
 INTEGRITY_TYPES = ("full", "integrity")
 ACTIVE_DOWNLOAD = frozenset({"QUEUED", "DOWNLOADING", "PAUSED", "VERIFYING"})
 PERF_HISTORY = 10
-MB = 1_000_000
 
 
 def _now() -> datetime:

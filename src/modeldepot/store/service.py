@@ -28,8 +28,7 @@ from modeldepot.store.schemas import (
     StorageSummary,
     UnmanagedRepository,
 )
-
-GB = 1_000_000_000
+from modeldepot.units import GB
 
 
 @dataclass(frozen=True)
