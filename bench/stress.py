@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import secrets
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +88,29 @@ async def _drop_schema(url: str, schema: str) -> None:
         await connection.close()
 
 
+UNRAISABLE: list[str] = []
+
+
+def _record_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """A leaked socket or file shows up here (warnings are errors, as in the suite)."""
+    UNRAISABLE.append(f"{unraisable.exc_type.__name__}: {unraisable.exc_value}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20, help="number of trials")
     parser.add_argument("--first", type=int, default=1000, help="first seed")
     parser.add_argument("--postgres", help="run on this PostgreSQL URL instead of SQLite")
     args = parser.parse_args()
+    warnings.simplefilter("error")  # as pytest's filterwarnings = error
+    sys.unraisablehook = _record_unraisable
     failed = 0
     for seed in range(args.first, args.first + args.seeds):
         ok, line = asyncio.run(trial(seed, args.postgres))
+        gc.collect()
+        if UNRAISABLE:
+            ok, line = False, line + "\n    unraisable: " + "; ".join(UNRAISABLE)
+            UNRAISABLE.clear()
         failed += not ok
         print(("ok   " if ok else "FAIL ") + line, flush=True)
     backend = "PostgreSQL" if args.postgres else "SQLite"

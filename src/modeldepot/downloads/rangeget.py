@@ -53,6 +53,7 @@ class Connection:
 
     def __init__(self) -> None:
         self._conn: http.client.HTTPConnection | None = None
+        self._response: http.client.HTTPResponse | None = None
         self._origin: tuple[str, str, int] | None = None
         self.stop = threading.Event()
 
@@ -66,6 +67,13 @@ class Connection:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
+        # The response first: a response the server marked "Connection: close" is no
+        # longer tracked by its HTTPConnection, and its file keeps the socket open until
+        # closed (left to the garbage collector, the socket is reported as leaked).
+        response, self._response = self._response, None
+        if response is not None:
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                response.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -86,10 +94,11 @@ class Connection:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
             self._conn.request("GET", path or "/", headers=dict(headers))
-            return self._conn.getresponse()
+            self._response = self._conn.getresponse()
         except (OSError, http.client.HTTPException):
             self.close()
             raise
+        return self._response
 
 
 def _connect(origin: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:
