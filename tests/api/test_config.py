@@ -132,15 +132,31 @@ async def test_bad_updates_are_422_and_change_nothing(
     assert not settings.runtime_config_path.exists()
 
 
-async def test_non_json_body_is_rejected(make_settings: SettingsFactory) -> None:
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/api/v1/config/update", "PUT"),
+        ("/api/v1/models/download/manage", "POST"),
+        ("/api/v1/models/health/TI2V-5B/check", "POST"),
+    ],
+)
+async def test_malformed_json_is_400_in_the_envelope(
+    make_settings: SettingsFactory, path: str, method: str
+) -> None:
+    """A body that does not parse is 400; 422 stays for one that parses but is wrong."""
     async with run_app(make_settings(), resolve=False) as app:
-        response = await app.client.put(
-            "/api/v1/config/update",
-            content=b"downloads.max_retries=5",
+        response = await app.client.request(
+            method,
+            path,
+            content=b'{"downloads": {"max_retries": 5}',  # cut short
             headers={"content-type": "application/json"},
         )
-    assert response.status_code == 422
-    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+        valid_but_wrong = await app.client.request(method, path, json={"nope": 1})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "MALFORMED_JSON"
+    assert response.json()["error"]["request_id"]
+    assert valid_but_wrong.status_code == 422
+    assert valid_but_wrong.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
 async def test_overrides_file_is_written_atomically(make_settings: SettingsFactory) -> None:

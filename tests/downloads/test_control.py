@@ -285,3 +285,47 @@ async def test_status_reflects_a_running_download(
     assert after["download_progress"] is None
     assert changes[0] == ("MISSING", "QUEUED") or changes[0] == ("MISSING", "DOWNLOADING")
     assert changes[-1][1] == "AVAILABLE"
+
+
+async def test_a_paused_download_keeps_reporting_its_bytes(
+    local_hub: LocalHub, repo: Repo, fast_settings: Fast
+) -> None:
+    """Pausing keeps the bytes on disk, so progress keeps them too (it dropped to 0)."""
+    settings = fast_settings()
+    async with app_for(settings) as app:
+        await start(app, bandwidth_limit_mbps=2)
+        await wait_for(app, lambda b: b["downloaded_mb"] > 0.5)
+        await manage(app, "pause")
+        paused = (await app.client.get("/api/v1/models/download/progress/tiny")).json()
+        status = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
+        done = _checkpointed_ranges(settings, repo)
+        await manage(app, "cancel")
+    assert paused["status"] == "PAUSED"
+    big = next(f for f in paused["files"] if f["path"] == BIG)
+    assert big["downloaded"] >= sum(b - a for a, b in done) > 0
+    assert paused["downloaded_mb"] > 0.5
+    assert paused["progress_percent"] > 0
+    assert status["download_progress"] == paused["progress_percent"]
+
+
+async def test_status_and_events_show_a_started_download_at_once(
+    local_hub: LocalHub, repo: Repo, fast_settings: Fast
+) -> None:
+    """The answer to start is already true of status and of the event stream: no lag."""
+    local_hub.faults.add(Throttle(bytes_per_second=200_000), server="cdn", filename=BIG)
+    settings = fast_settings()
+    async with app_for(settings) as app:
+        events = app.services.bus.subscribe()
+        started = await start(app)
+        status = (await app.client.get("/api/v1/models/status/detailed/tiny")).json()
+        seen = []
+        while events.pending:
+            seen.append(await events.get())
+        events.close()
+        await manage(app, "cancel")
+    assert started["new_status"] in ("QUEUED", "DOWNLOADING")
+    assert status["availability_status"] == started["new_status"]
+    progress = [e for e in seen if e.type == "model_download_progress"]
+    assert progress
+    assert progress[-1].status == started["new_status"]  # type: ignore[attr-defined]
+    assert progress[-1].download_id == started["download_id"]  # type: ignore[attr-defined]

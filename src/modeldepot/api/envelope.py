@@ -2,7 +2,8 @@
 
 Every error response is ``{"error": {code, message, details, timestamp, request_id}}``.
 ``DepotError`` subclasses render with their own code and status; request validation
-errors become 422 ``VALIDATION_ERROR`` with the offending fields; unknown routes and
+errors become 422 ``VALIDATION_ERROR`` with the offending fields (a body that is not JSON at
+all is 400 ``MALFORMED_JSON``); unknown routes and
 methods keep their 404/405 with the envelope; anything else is logged with the request id
 and answered with a generic 500 that reveals nothing of the exception.
 """
@@ -118,6 +119,16 @@ async def _depot_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    broken = [err for err in exc.errors() if err.get("type") == "json_invalid"]
+    if broken:
+        # A body that does not parse is a malformed request (400); 422 is for a body that
+        # parses but does not validate.
+        return error_response(
+            status=400,
+            code="MALFORMED_JSON",
+            message="The request body is not valid JSON",
+            details={"errors": [{"message": str(err.get("msg"))} for err in broken]},
+        )
     errors = [
         {"field": ".".join(str(p) for p in err.get("loc", ())), "message": str(err.get("msg"))}
         for err in exc.errors()
@@ -162,6 +173,7 @@ def install_error_handlers(app: FastAPI) -> None:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorEnvelope, "description": description}
     for status, description in {
+        400: "Malformed request (the body is not valid JSON)",
         404: "Not found",
         422: "Validation error",
         500: "Internal error",

@@ -7,16 +7,24 @@ through it. The tree of paths is drawn in ``store/layout.py``; who changes what:
     <models_dir>/
     ├── .locks/                          huggingface_hub's and instance.py's: never touched
     └── models--{org}--{name}/           lock(repo_id) orders everything that changes it
-        ├── blobs/{hash}                 written (partial -> promoted) by the download
-        │                                engine; removed here: prune_revision (no other
-        │                                snapshot links it), remove_blob (repair)
+        ├── blobs/{hash}                 written by the download engine through
+        │                                store/partial.py (verified, then renamed over
+        │                                whatever was there: that is how a repair replaces
+        │                                bad bytes), or adopt_blob from another repository;
+        │                                removed: prune_revision (no other snapshot links
+        │                                it), remove_blob (for cleanup: never before what
+        │                                replaces it is verified)
         ├── blobs/{hash}.modeldepot-partial[.json]
-        │                                a download in progress; removed: remove_partials
+        │                                a download in progress; removed: remove_partials,
+        │                                collect_orphans (start-up)
         ├── refs/{revision}              switch_ref (atomic rename), only once every file
         │                                of the commit verified
-        ├── snapshots/{commit}/{path}    link_file (atomic symlink), remove_snapshot_entry;
-        │                                prune_revision removes a whole commit
-        └── .*.tmp, .*.tmp-link          left by a writer that died: sweep_temp_files
+        ├── snapshots/{commit}/{path}    link_file (atomic symlink; an entry linking out of
+        │                                the root is replaced, never followed),
+        │                                remove_snapshot_entry; prune_revision removes a
+        │                                whole commit
+        └── .*.tmp, .*.tmp-link          left by a writer that died: sweep_temp_files,
+                                         collect_orphans
 
 What is installed for an entry, one rule for every service (:meth:`HubCache.installed`):
 
