@@ -35,8 +35,7 @@ async def run(
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await future
+        await outlast(future)
         raise
 
 
@@ -47,6 +46,17 @@ async def finish(work: Coroutine[Any, Any, T]) -> T:
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        with contextlib.suppress(Exception):
-            await task
+        await outlast(task)
         raise
+
+
+async def outlast(future: asyncio.Future[Any]) -> None:
+    """Wait until ``future`` is done, whatever it ends with, even if the caller is
+    cancelled again meanwhile (a task group cancelling its children, then a shutdown):
+    code after this may close what the worker thread is still using. The caller re-raises
+    its own cancellation afterwards."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({future})
+    if not future.cancelled():
+        future.exception()  # retrieved: the caller's cancellation is what propagates

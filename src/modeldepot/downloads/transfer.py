@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from modeldepot.blocking import run
+from modeldepot.blocking import outlast, run
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.downloads.hashing import TrailingHasher
 from modeldepot.downloads.limiter import TokenBucket, take_all
@@ -367,8 +367,7 @@ class FileFetch:
             await asyncio.shield(future)
         except asyncio.CancelledError:
             conn.abort()
-            with contextlib.suppress(Exception):
-                await future
+            await outlast(future)  # the connection is closed after this: never under the thread
             raise
         except Aborted as exc:
             raise TransferInterrupted(f"{self.file.path}: connection aborted") from exc
