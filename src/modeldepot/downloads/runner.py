@@ -35,46 +35,62 @@ FILES_IN_PARALLEL = 4
 
 
 class BlobRegistry:
-    """Blobs being fetched right now, by digest: the second asker waits for the first."""
+    """Blobs being fetched right now, by digest: the second asker waits for the first.
+
+    Each fetcher writes the partial file in its own repository's ``blobs/``; clean-up of a
+    partial (cancel, permanent failure) removes it only while no fetcher of the same
+    repository holds that digest, and keeps new fetchers of that repository out meanwhile.
+    """
 
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Future[Path]] = {}
+        self._owners: dict[str, str] = {}  # digest -> repository whose partial is written
+        self._cleaning: dict[tuple[str, str], asyncio.Event] = {}
 
     @contextlib.asynccontextmanager
-    async def claim(self, digest: str | None) -> AsyncIterator[Path | None]:
+    async def claim(self, digest: str | None, *, repo_id: str) -> AsyncIterator[Path | None]:
         """Yield the blob another job fetched meanwhile, or None: then the caller fetches
         it and calls ``publish``; if it fails, the next waiter takes over."""
         if digest is None:
             yield None
             return
-        other = await self._wait_for_other(digest)
-        if other is not None:
-            yield other
-            return
+        while True:
+            if (cleaning := self._cleaning.get((repo_id, digest))) is not None:
+                await cleaning.wait()
+                continue
+            other = await self._wait_for_other(digest)
+            if other is not None:
+                yield other
+                return
+            if (repo_id, digest) not in self._cleaning and digest not in self._inflight:
+                break
         future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
+        self._owners[digest] = repo_id
         try:
             yield None
         finally:
-            self._inflight.pop(digest, None)
+            if self._inflight.get(digest) is future:
+                del self._inflight[digest]
+                self._owners.pop(digest, None)
             if not future.done():
                 future.cancel()
 
     @contextlib.asynccontextmanager
-    async def try_claim(self, digest: str | None) -> AsyncIterator[bool]:
-        """Claim ``digest`` only if nobody holds it; yield whether we did. For clean-up:
-        a partial file somebody is fetching into is theirs."""
-        if digest is None or digest in self._inflight:
+    async def try_claim(self, digest: str | None, *, repo_id: str) -> AsyncIterator[bool]:
+        """For clean-up: yield True when the partial of ``digest`` in ``repo_id`` is
+        nobody's (no fetcher of that repository holds the digest; one of another
+        repository writes elsewhere), keeping that repository's fetchers out meanwhile."""
+        key = (repo_id, digest or "")
+        if digest is None or self._owners.get(digest) == repo_id or key in self._cleaning:
             yield False
             return
-        future: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._inflight[digest] = future
+        done = self._cleaning[key] = asyncio.Event()
         try:
             yield True
         finally:
-            if self._inflight.get(digest) is future:
-                del self._inflight[digest]
-            future.cancel()
+            del self._cleaning[key]
+            done.set()
 
     async def _wait_for_other(self, digest: str) -> Path | None:
         while (pending := self._inflight.get(digest)) is not None:
@@ -187,7 +203,7 @@ class JobRunner:
         return True
 
     async def _fetch_file(self, file: ManifestFile) -> None:
-        async with self.blobs.claim(file.digest) as other_blob:
+        async with self.blobs.claim(file.digest, repo_id=self.job.repo_id) as other_blob:
             if other_blob is not None and await run(
                 self.context.executor, self._adopt, file, other_blob
             ):

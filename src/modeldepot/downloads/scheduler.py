@@ -202,7 +202,7 @@ class Scheduler:
             if file.digest is None:
                 await run(self._executor, remove, (file,))
                 continue
-            async with self._blobs.try_claim(file.digest) as mine:
+            async with self._blobs.try_claim(file.digest, repo_id=job.repo_id) as mine:
                 if mine:
                     await run(self._executor, remove, (file,))
         job.forget_partial_progress()
