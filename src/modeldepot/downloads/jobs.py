@@ -83,7 +83,6 @@ class Job:
     bucket: TokenBucket = field(default_factory=TokenBucket)
     meter: SpeedMeter = field(default_factory=SpeedMeter)
     task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None
     last_byte_at: float | None = None
     available_at: float | None = None
     refetch: frozenset[str] = frozenset()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -143,12 +142,3 @@ class Ledger:
             )
         await job.finished.wait()
         return job
-
-    async def wait_idle(self, model_id: str) -> None:
-        """Wait until ``model_id`` has no active job (None waited for when it has none)."""
-        while (job := self.active(model_id)) is not None:
-            await job.finished.wait()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

@@ -99,7 +99,6 @@ class Scheduler:
             if job.status != S.QUEUED or job.task is not None:
                 return False
             job.run += 1
-            job.stop_reason = None
             await self._ledger.move(job, S.DOWNLOADING, error_code=None, error_message=None)
             job.task = asyncio.create_task(self._run(job, job.run), name=f"download:{job.id}")
         return True
@@ -184,13 +183,12 @@ class Scheduler:
             except Exception:  # the switch happened; a listener's failure must not undo it
                 logger.exception("Recording the revision switch of %s failed", job.model_id)
 
-    async def halt(self, job: Job, *, reason: str) -> None:
+    async def halt(self, job: Job) -> None:
         """Stop the job's transfer, if one runs, and wait until it has (the caller holds
         the desk; the task then finds the job moved on and leaves it alone)."""
         task = job.task
         if task is None:
             return
-        job.stop_reason = reason
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
@@ -226,7 +224,6 @@ class Scheduler:
         """Stop every transfer; statuses stay, so the next start resumes them."""
         running = [job for job in self._ledger.jobs() if job.task is not None]
         for job in running:
-            job.stop_reason = "shutdown"
             if job.task is not None:
                 job.task.cancel()
         await asyncio.gather(*(j.task for j in running if j.task), return_exceptions=True)

@@ -175,14 +175,14 @@ class DownloadService:
                 return ManageResponse(
                     success=True, message=f"{entry.id} is already available", new_status="COMPLETED"
                 )
-            job = await self._enqueue(request, manifest, refetch=frozenset())
+            job, needed = await self._enqueue(request, manifest, refetch=frozenset())
         await self._scheduler.kick()
         return ManageResponse(
             success=True,
             message="Download started successfully" if job.task else "Download queued",
             download_id=job.id,
             new_status=job.status.value,
-            estimated_completion=await self._estimate(job),
+            estimated_completion=self._estimate(job, needed),
         )
 
     async def start_commit(
@@ -214,7 +214,7 @@ class DownloadService:
             request = ManageRequest(
                 model_id=entry.id, action=DownloadAction.start, priority=priority
             )
-            job = await self._enqueue(request, manifest, refetch=refetch)
+            job, _needed = await self._enqueue(request, manifest, refetch=refetch)
         await self._scheduler.kick()
         return job
 
@@ -228,7 +228,9 @@ class DownloadService:
 
     async def _enqueue(
         self, request: ManageRequest, manifest: Manifest, *, refetch: frozenset[str]
-    ) -> Job:
+    ) -> tuple[Job, int]:
+        """Check the job can run (a writable, roomy disk), store it; return it and the
+        bytes it still has to fetch."""
         job = self._new_job(request, manifest, refetch=refetch)
         # A read-only or full models directory is refused now, with a clear error, rather
         # than accepted and failed later.
@@ -238,14 +240,14 @@ class DownloadService:
         needed = await run(self._executor, self._remaining, job)
         await run(self._executor, self._space_check().ensure, needed)
         await self._ledger.add(job)
-        return job
+        return job, needed
 
     async def pause(self, request: ManageRequest) -> ManageResponse:
         async with self._ledger.desk(request.model_id):
             job = self._active_job(request.model_id)
             plan = plan_action(UserAction.pause, job.status)
             if plan.changes:
-                await self._scheduler.halt(job, reason="pause")
+                await self._scheduler.halt(job)
                 await self._ledger.move(job, S.PAUSED)
         await self._scheduler.kick()
         return _answer(job, "Download paused" if plan.changes else "Download is already paused")
@@ -264,7 +266,7 @@ class DownloadService:
         async with self._ledger.desk(request.model_id):
             job = self._active_job(request.model_id)
             plan_action(UserAction.cancel, job.status)
-            await self._scheduler.halt(job, reason="cancel")
+            await self._scheduler.halt(job)
             await self._ensure_files(job)
             await self._scheduler.discard_partials(job)
             await self._ledger.move(job, S.CANCELLED)
@@ -343,8 +345,8 @@ class DownloadService:
         if job.status.is_active:
             fields["availability_status"] = job.status.value
             fields["download_progress"] = job.progress_percent
-            fields["can_pause_download"] = job.status in (S.QUEUED, S.DOWNLOADING)
-            fields["can_resume_download"] = job.status == S.PAUSED
+            fields["can_pause_download"] = job.can_pause
+            fields["can_resume_download"] = job.can_resume
             fields["estimated_download_time"] = job.eta_seconds
         elif job.status == S.FAILED and not fields["is_available"]:
             fields["availability_status"] = "FAILED"
@@ -469,13 +471,12 @@ class DownloadService:
         )
         return queued.index(job) + 1
 
-    async def _estimate(self, job: Job) -> datetime | None:
+    def _estimate(self, job: Job, remaining: int) -> datetime | None:
         limit = min(
             (b.rate_mbps for b in (self._global_bucket, job.bucket) if b.rate_mbps), default=0
         )
         if not limit:
             return None
-        remaining = await run(self._executor, self._remaining, job)
         return datetime.now(UTC) + timedelta(seconds=remaining / (limit * MB))
 
     def _transfer_settings(self) -> TransferSettings:
