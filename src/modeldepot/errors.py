@@ -182,6 +182,13 @@ class StorageReadOnly(StorageError):
     status = 507
 
 
+class ServiceUnreachable(DepotError):
+    """The command line was told to use a service (``--url``) that does not answer."""
+
+    code = "SERVICE_UNREACHABLE"
+    status = 503
+
+
 class UnsafeSource(DepotError):
     code = "UNSAFE_SOURCE"
     status = 422

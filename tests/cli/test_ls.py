@@ -85,3 +85,57 @@ def test_ls_through_the_service_shows_a_download_in_progress(
     assert 0 < int(progress[:-1]) < 100
     assert version == ""
     assert not (tmp_path / "client" / "data").exists()  # nothing ran in-process
+
+
+def test_ls_without_a_service_says_it_works_in_process(local_hub: LocalHub, tmp_path: Path) -> None:
+    local_hub.create_repo("acme/tiny-video", demo_repo_files("t2v"))
+    env = cli_env(tmp_path, hub=local_hub, models={"tiny-video": "acme/tiny-video"}) | WIDE
+
+    result = invoke(["ls"], env)
+
+    assert result.exit_code == 0, result.output
+    port = env["MODELDEPOT_PORT"]
+    assert f"No modeldepot service answers at http://127.0.0.1:{port}" in result.stderr
+    assert "working in this process" in result.stderr
+    assert "MODELDEPOT_URL" in result.stderr
+    assert row(result.stdout, "tiny-video")[1] == "MISSING"
+    assert (tmp_path / "data").is_dir()  # it did run here
+
+
+def test_a_named_url_that_does_not_answer_fails_instead_of_working_in_process(
+    local_hub: LocalHub, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path, hub=local_hub) | WIDE
+    closed = f"http://127.0.0.1:{env['MODELDEPOT_PORT']}"  # a free port: nothing listens
+
+    by_option = invoke(["ls", "--url", closed], env)
+    by_env = invoke(["pull", "TI2V-5B"], env | {"MODELDEPOT_URL": closed})
+    not_a_url = invoke(["ls", "--url", "ftp://example"], env)
+
+    for result in (by_option, by_env):
+        assert result.exit_code == 8, result.output
+        assert f"SERVICE_UNREACHABLE: No modeldepot service at {closed}" in result.stderr
+        assert result.stdout == ""
+    assert not_a_url.exit_code == 2, not_a_url.output
+    assert "VALIDATION_ERROR: Not an http(s) URL" in not_a_url.stderr
+    assert not (tmp_path / "data").exists()  # nothing ran in-process
+
+
+def test_url_reaches_a_service_on_another_address_with_the_api_path_or_without(
+    local_hub: LocalHub, make_settings: SettingsFactory, tmp_path: Path
+) -> None:
+    local_hub.create_repo("acme/tiny-video", demo_repo_files("t2v"))
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    entries = (hub_entry("tiny-video", "acme/tiny-video"),)
+    with live_server(settings, entries=entries) as server:
+        # The client's own configuration names another (free) port: only the URL leads there.
+        env = cli_env(tmp_path / "client", hub=local_hub) | WIDE
+
+        by_option = invoke(["ls", "--url", f"{server.base_url}/api/v1/"], env)
+        by_env = invoke(["ls"], env | {"MODELDEPOT_URL": server.base_url})
+
+    for result in (by_option, by_env):
+        assert result.exit_code == 0, result.output
+        assert row(result.stdout, "tiny-video")[1] == "MISSING"
+        assert "working in this process" not in result.stderr
+    assert not (tmp_path / "client" / "data").exists()  # nothing ran in-process

@@ -21,6 +21,7 @@ from modeldepot.errors import (
     DepotError,
     InvalidInput,
     NotFound,
+    ServiceUnreachable,
     StorageError,
     UpstreamError,
 )
@@ -32,6 +33,7 @@ EXIT_CODES: tuple[tuple[type[DepotError], int], ...] = (
     (ConfigError, 4),
     (StorageError, 5),
     (UpstreamError, 6),
+    (ServiceUnreachable, 8),
     (DepotError, 1),
 )
 INTERRUPTED = 130  # the shell's convention for SIGINT

@@ -26,10 +26,12 @@ from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.cli.exits import EXIT_CODES, INTERRUPTED, CommandFailed, Problem, fail
 from modeldepot.cli.progress import PullDisplay
 from modeldepot.cli.pull import Outcome, pull_in_process, pull_through_service
-from modeldepot.cli.remote import RemoteService, find_service
+from modeldepot.cli.remote import RemoteService, find_service, service_url
 from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
 from modeldepot.errors import DepotError, InvalidInput
 from modeldepot.ids import validate_model_id
+from modeldepot.logs import LogLevel, log_config
+from modeldepot.logs import configure as configure_logs
 from modeldepot.services import load_entries, open_services
 from modeldepot.settings import Settings, validation_problems
 
@@ -41,6 +43,15 @@ __all__ = ["EXIT_CODES", "app", "main"]
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file", exists=False)
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="MODELDEPOT_URL",
+        help="The service to use, e.g. http://127.0.0.1:8000 (must answer). Without it: the "
+        "service at the configured host and port if one answers, else work in this process.",
+    ),
 ]
 
 
@@ -61,14 +72,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default 8000)")] = None,
     demo: Annotated[bool, typer.Option(help="Serve small demo models from a local hub")] = False,
     config: ConfigOption = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(help="info: one line per request; warning: problems only; debug: all"),
+    ] = LogLevel.info,
 ) -> None:
     """Run the service (HTTP API under /api/v1, WebSocket at /ws)."""
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     settings = _settings(config, **overrides)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logs(log_level)
     if demo:
         from modeldepot.demo import demo_environment  # imports the test hub: only on demand
 
@@ -81,7 +93,7 @@ def serve(
 
 
 def _run(
-    settings: Settings, *, entries: tuple[CatalogEntry, ...], builtin: bool, log_level: str
+    settings: Settings, *, entries: tuple[CatalogEntry, ...], builtin: bool, log_level: LogLevel
 ) -> None:
     try:
         # Fail fast on a bad catalogue, before binding the port.
@@ -98,7 +110,13 @@ def _run(
         create_app(settings, extra_entries=entries, include_builtin=builtin)
     )
     try:
-        uvicorn.run(application, host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(
+            application,
+            host=settings.host,
+            port=settings.port,
+            log_config=log_config(log_level),
+            log_level=log_level.value,
+        )
     except SystemExit:  # uvicorn's exit after a failed start: say why, with our exit code
         if application.error is not None:
             raise _fail(application.error) from None
@@ -119,10 +137,12 @@ def pull(
         bool, typer.Option("--json", help="No bars; print one JSON line at the end")
     ] = False,
     config: ConfigOption = None,
+    url: UrlOption = None,
 ) -> None:
     """Download a model (verified) and wait until it is available.
 
-    Goes through the running service if there is one, else downloads in this process.
+    Goes through the running service if there is one (or the one --url names), else
+    downloads in this process.
     """
     settings = _settings(config)
     try:
@@ -140,7 +160,7 @@ def pull(
         problems = "; ".join(f"{loc}: {msg}" for loc, msg in validation_problems(exc))
         raise _fail(InvalidInput(problems)) from exc
     with _quiet_logs():
-        base_url = asyncio.run(find_service(settings))
+        base_url = _find_service(settings, url)
         outcome = _run_pull(settings, request, base_url=base_url, as_json=as_json)
     if as_json:
         typer.echo(outcome.to_json())
@@ -173,12 +193,13 @@ def _run_pull(
 
 
 @app.command("ls")
-def list_models(config: ConfigOption = None) -> None:
+def list_models(config: ConfigOption = None, url: UrlOption = None) -> None:
     """List catalogue models and their availability (from the running service if any)."""
     settings = _settings(config)
+    base_url = _find_service(settings, url)
     try:
         with _quiet_logs():
-            statuses = asyncio.run(_statuses(settings))
+            statuses = asyncio.run(_statuses(settings, base_url))
     except DepotError as exc:
         raise _fail(exc) from exc
     except CommandFailed as exc:
@@ -216,8 +237,25 @@ def _progress_cell(status: ModelStatus) -> str:
     return f"{status.download_progress:.0f}%"
 
 
-async def _statuses(settings: Settings) -> list[ModelStatus]:
-    base_url = await find_service(settings)
+def _find_service(settings: Settings, url: str | None) -> str | None:
+    """The service to talk to, or None (after saying so on stderr) to work in-process."""
+    try:
+        base_url = asyncio.run(find_service(settings, url))
+    except CommandFailed as exc:
+        raise fail(exc.problem, console=err_console) from exc
+    if base_url is None:
+        err_console.print(
+            f"No modeldepot service answers at {service_url(settings)}: working in this "
+            f"process (models in {settings.models_dir}). Use --url or MODELDEPOT_URL to "
+            "reach a service elsewhere.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return base_url
+
+
+async def _statuses(settings: Settings, base_url: str | None) -> list[ModelStatus]:
     if base_url is not None:
         async with RemoteService.connect(base_url) as service:
             detailed = await service.detailed_status()

@@ -2,7 +2,9 @@
 
 A service "is up" when ``/healthz`` at the configured host and port answers like
 modeldepot (JSON with ``catalog_models``) within ``PROBE_TIMEOUT_S``; anything else
-(refused, slow, another program on the port) means "not running". Error envelopes
+(refused, slow, another program on the port) means "not running", and the command works in
+its own process. A URL the user names (``--url`` or ``MODELDEPOT_URL``) must answer: there
+is no silent fall-back to in-process work then (``SERVICE_UNREACHABLE``). Error envelopes
 (``{"error": {code, message, details}}``) become ``CommandFailed`` with the same code, so
 the command line maps them exactly as errors raised in-process.
 """
@@ -41,17 +43,60 @@ def service_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-async def find_service(settings: Settings) -> str | None:
-    """The base URL of a modeldepot service answering at the configured address, if any."""
-    url = service_url(settings)
+def normalise_url(url: str) -> str:
+    """``url`` as a base URL (``http://host:port``); ``/api/v1`` and slashes at the end are
+    dropped, so the address a user copies from the README or the docs works.
+
+    Raises: CommandFailed (VALIDATION_ERROR) for anything but an http(s) URL with a host.
+    """
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise CommandFailed(Problem("VALIDATION_ERROR", f"Not a URL: {url!r} ({exc})")) from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise CommandFailed(
+            Problem("VALIDATION_ERROR", f"Not an http(s) URL of a service: {url!r}")
+        )
+    path = parsed.path.rstrip("/")
+    path = path.removesuffix(API)
+    return str(parsed.copy_with(path=path or "/", query=None, fragment=None)).rstrip("/")
+
+
+async def probe(url: str) -> str | None:
+    """Why ``url`` is not a modeldepot service, or None when it is one."""
     try:
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
             response = await client.get(f"{url}/healthz")
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
         body = response.json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    is_modeldepot = isinstance(body, dict) and "catalog_models" in body
-    return url if response.status_code == 200 and is_modeldepot else None
+    except ValueError:
+        body = None
+    if response.status_code != 200 or not isinstance(body, dict):
+        return f"/healthz answered {response.status_code}, not like modeldepot"
+    if "catalog_models" not in body:
+        return "/healthz answered, but not like modeldepot"
+    return None
+
+
+async def find_service(settings: Settings, url: str | None = None) -> str | None:
+    """The base URL of the modeldepot service to use, or None to work in-process.
+
+    With ``url`` (the user named one) that service must answer; without, the configured
+    address is probed and None returned when nothing (or something else) answers there.
+
+    Raises: CommandFailed (SERVICE_UNREACHABLE, VALIDATION_ERROR) for a named URL.
+    """
+    if url is not None:
+        base = normalise_url(url)
+        if (why := await probe(base)) is not None:
+            raise CommandFailed(
+                Problem("SERVICE_UNREACHABLE", f"No modeldepot service at {base}: {why}")
+            )
+        return base
+    base = service_url(settings)
+    return base if await probe(base) is None else None
 
 
 class RemoteService:

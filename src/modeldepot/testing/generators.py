@@ -197,9 +197,15 @@ def _readme(kind: str, task: str) -> str:
 def _torch_like_zip(size: int, seed: int) -> bytes:
     """A zip laid out like ``torch.save`` output (random tensor storage, inert pickle)."""
     buffer = BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+    members = {
         # An empty dict, protocol 2: nothing to execute if someone did unpickle it.
-        archive.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
-        archive.writestr("archive/version", b"3\n")
-        archive.writestr("archive/data/0", random.Random(seed).randbytes(size))
+        "archive/data.pkl": b"\x80\x02}q\x00.",
+        "archive/version": b"3\n",
+        "archive/data/0": random.Random(seed).randbytes(size),
+    }
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            # A fixed time stamp (zip's default is now): the same seed gives the same bytes,
+            # so the demo hub publishes the same commits at every start.
+            archive.writestr(zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0)), data)
     return buffer.getvalue()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import socket
 import tempfile
@@ -58,11 +59,32 @@ class _TransportExposingProtocol(HttpToolsProtocol):
     """uvicorn's HTTP protocol, plus the connection's transport in the ASGI scope.
 
     Wire-level faults (closing mid-body, writing past Content-Length) need the socket.
+    The hub never writes an access log: uvicorn decides per connection from the shared
+    ``uvicorn.access`` logger, which in ``serve --demo`` is the service's own.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.access_log = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {TRANSPORT_EXTENSION: {"transport": self.transport}}
+
+
+class _QuietHubThreads(logging.Filter):
+    """Drops uvicorn's routine lines (started, shutting down) logged by LocalHub threads.
+
+    uvicorn logs through the fixed ``uvicorn.error`` logger, shared with the service in
+    ``serve --demo``; the hub's own servers run on threads named ``localhub...``, so their
+    INFO chatter is told apart by thread. Warnings and errors still show.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not (record.threadName or "").startswith("localhub")
+
+
+_QUIET = _QuietHubThreads()
 
 
 class _Server(uvicorn.Server):
@@ -325,6 +347,9 @@ class LocalHub:
             self._urls[name] = f"http://{self.host}:{sock.getsockname()[1]}"
         self.state.cdn_url = self._urls["cdn"]
         ready = threading.Event()
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if _QUIET not in uvicorn_log.filters:
+            uvicorn_log.addFilter(_QUIET)
         self._thread = threading.Thread(
             target=self._run, args=(sockets, ready), name=f"localhub{self.endpoint}", daemon=True
         )
