@@ -14,10 +14,11 @@ from modeldepot.blocking import finish, run
 async def test_a_cancelled_caller_waits_for_the_work_then_is_cancelled() -> None:
     steps: list[str] = []
     started = asyncio.Event()
+    release = asyncio.Event()  # the test decides when the "database call" returns
 
     async def work() -> str:
         started.set()
-        await asyncio.sleep(0.1)  # stands for a database call in flight
+        await release.wait()
         steps.append("work done")
         return "result"
 
@@ -27,6 +28,11 @@ async def test_a_cancelled_caller_waits_for_the_work_then_is_cancelled() -> None
     task = asyncio.create_task(caller())
     await started.wait()
     task.cancel()
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the cancellation be delivered and handled
+    assert not task.done()  # still waiting for the work
+    assert steps == []
+    release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert steps == ["work done"]

@@ -353,11 +353,14 @@ def leftovers(models_dir: Path) -> list[str]:
     )
 
 
-def cdn_gets(hub: LocalHub, sha: str, *, since: float) -> list[RecordedRequest]:
+def cdn_gets(hub: LocalHub, sha: str, *, since: int = 0) -> list[RecordedRequest]:
+    """The CDN GETs of blob ``sha`` from the ``since``-th request the hub logged on (take
+    ``len(hub.requests)`` at the moment that matters: the log is in arrival order)."""
+    path = f"/blobs/{sha}"
     return [
         r
-        for r in hub.requests.filter(server="cdn", method="GET", path=f"/blobs/{sha}")
-        if r.started > since
+        for r in hub.requests[since:]
+        if r.server == "cdn" and r.method == "GET" and r.path == path
     ]
 
 

@@ -259,8 +259,12 @@ async def _verify_model(
         report.problems.append(f"{model.model_id}: still {job_status} after settling")
     if job_status == "COMPLETED":
         problems = _loadable(model, settings.models_dir, body["commit"])
-        if status["availability_status"] not in ("AVAILABLE", "UPDATE_AVAILABLE"):
-            problems.append(f"status {status['availability_status']}")
+        # The service was told of every new commit (_new_commit refreshes): an older one
+        # installed is an available update, the newest one is simply available.
+        newest = list(model.commits)[-1]
+        expected = "AVAILABLE" if body["commit"] == newest else "UPDATE_AVAILABLE"
+        if status["availability_status"] != expected:
+            problems.append(f"status {status['availability_status']}, expected {expected}")
         report.problems += [f"{model.model_id}: {p}" for p in problems]
     elif job_status == "CANCELLED" and partials:
         report.problems.append(f"{model.model_id}: cancelled but partial files left: {partials}")

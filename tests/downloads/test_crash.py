@@ -139,7 +139,7 @@ def crash_and_resume(
         print({path: c.done for path, c in checkpoints.items()})
 
         hub.faults.clear()
-        restarted_at = time.monotonic()
+        restarted_at = len(hub.requests)  # the killed process sends nothing more
         service.start()
         # No API call: the restarted service resumes the download by itself.
         final = service.wait_for_status(MODEL, ("COMPLETED", "FAILED", "CANCELLED"))
@@ -165,7 +165,7 @@ def assert_complete_and_clean(models_dir: Path, model: HubModel) -> None:
 
 
 def assert_bounded_refetch(
-    hub: LocalHub, model: HubModel, checkpoints: dict[str, Checkpointed], *, since: float
+    hub: LocalHub, model: HubModel, checkpoints: dict[str, Checkpointed], *, since: int
 ) -> None:
     """After the restart no request starts inside a range the checkpoints counted as
     written; the bytes asked for are at most the missing ones plus one segment per
@@ -250,7 +250,7 @@ def restart_until_done(service: ServiceProcess) -> tuple[dict[str, Any], dict[st
 
 
 def restart_and_expect_no_cdn_bytes(service: ServiceProcess, model: HubModel) -> None:
-    restarted_at = time.monotonic()
+    restarted_at = len(service.hub.requests)  # the killed process sends nothing more
     final, status = restart_until_done(service)
     assert final["status"] == "COMPLETED", final
     assert status["availability_status"] == "AVAILABLE"

@@ -4,10 +4,8 @@ and a URL refused even when fresh fails at once instead of looping."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +15,7 @@ from modeldepot.settings import Settings
 from modeldepot.testing import DEFAULT_TOKEN, LocalHub, RecordedRequest, Status, Throttle
 from modeldepot.testing.faults import Delay
 from tests.downloads.conftest import BIG, BIG_SIZE, Repo, app_for, finish, start, stored_file
-from tests.support import RunningApp
+from tests.support import RunningApp, progress_until, until
 
 Fast = Callable[..., Settings]
 EXPIRED_XML = (
@@ -107,12 +105,11 @@ async def test_download_spans_several_ttls_behind_a_throttled_cdn(
     local_hub.signed_url_ttl = 1
     local_hub.faults.add(Throttle(bytes_per_second=120_000), server="cdn", method="GET")
     settings = fast_settings(downloads={"connections_per_file": 4}, stall_timeout_seconds=10)
-    began = time.monotonic()
     async with app_for(settings) as app:
         await start(app)
         progress = await finish(app, within=50)
-    assert time.monotonic() - began > 3 * 2  # the transfer outlived several TTLs
     assert_verified(settings, repo, progress)
+    # The transfer outlived several TTLs: its URLs were refused as expired, and renewed.
     assert len(refused(local_hub)) >= 2
     assert 3 <= resolves(local_hub) <= 1 + len(refused(local_hub))
     assert cdn_bytes(local_hub) <= BIG_SIZE + SLACK
@@ -128,7 +125,7 @@ async def test_connections_refused_together_share_one_renewal(
     settings = fast_settings(downloads={"connections_per_file": 8})
     async with app_for(settings) as app:
         await start(app)
-        await _until(lambda: len(local_hub.requests.filter(server="cdn", method="GET")) >= 8)
+        await until(lambda: len(local_hub.requests.filter(server="cdn", method="GET")) >= 8)
         local_hub.expire_signed_urls()  # while every connection streams its first segment
         progress = await finish(app)
     assert_verified(settings, repo, progress)
@@ -143,18 +140,18 @@ async def test_expiry_during_a_long_pause_then_resume(
     settings = fast_settings()
     async with app_for(settings) as app:
         await start(app, bandwidth_limit_mbps=2)
-        await _progress(app, lambda body: body["downloaded_mb"] > 0.5)
+        await progress_until(app, lambda body: body["downloaded_mb"] > 0.5)
         paused = await _manage(app, "pause")
         assert paused["new_status"] == "PAUSED"
         kept = _checkpointed_ranges(settings, repo)
         local_hub.expire_signed_urls()  # the pause outlived every URL issued so far
         await _manage(app, "update", bandwidth_limit_mbps=0)
-        resumed_at = time.monotonic()
+        before_resume = len(local_hub.requests)  # pause waited for every connection to end
         await _manage(app, "resume")
         progress = await finish(app)
     assert_verified(settings, repo, progress)
     # Resumed, not restarted: no byte checkpointed before the pause is asked for again.
-    again = [r for r in local_hub.requests.filter(server="cdn") if r.started > resumed_at]
+    again = [r for r in local_hub.requests[before_resume:] if r.server == "cdn"]
     assert again
     assert kept
     for request in again:
@@ -231,32 +228,14 @@ async def test_a_refusal_by_the_hub_itself_is_not_renewed(
     assert progress["status"] == "FAILED"
     assert progress["error_code"] == "UPSTREAM_UNAUTHORIZED"
     assert rule.hits == 1
-    assert resolves(local_hub, "config.json") == 1
+    # A small file is one GET, without a HEAD first: asked for once, never again.
+    assert len(local_hub.requests.filter(server="hub", filename="config.json")) == 1
 
 
 def _checkpointed_ranges(settings: Settings, repo: Repo) -> list[tuple[int, int]]:
     blobs = settings.models_dir / "models--acme--tiny-video" / "blobs"
     checkpoint = json.loads((blobs / f"{repo.sha256(BIG)}.modeldepot-partial.json").read_text())
     return [(a, a + d) for a, _b, d in checkpoint["plan"]["segments"] if d]
-
-
-async def _until(condition: Callable[[], bool], *, within: float = 10) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition never met"
-        await asyncio.sleep(0.01)
-
-
-async def _progress(
-    app: RunningApp, predicate: Callable[[dict[str, Any]], bool], *, within: float = 10
-) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        body = dict((await app.client.get("/api/v1/models/download/progress/tiny")).json())
-        if predicate(body):
-            return body
-        assert time.monotonic() < deadline, f"condition never met: {body}"
-        await asyncio.sleep(0.02)
 
 
 async def _manage(app: RunningApp, action: str, **fields: Any) -> dict[str, Any]:

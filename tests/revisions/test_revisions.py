@@ -16,8 +16,8 @@ from huggingface_hub import hf_hub_download, snapshot_download
 
 from modeldepot.testing import LocalHub, make_safetensors
 from modeldepot.testing.faults import Throttle
-from tests.downloads.test_control import wait_for
 from tests.support import RunningApp, SettingsFactory, hub_entry, run_app
+from tests.support import progress_until as wait_for
 
 REPO = "acme/tiny"
 SHARED = "weights/shared.safetensors"
@@ -350,11 +350,11 @@ async def test_stopping_the_service_finishes_a_sweep_under_way(
     settings = make_settings()
     async with run_app(settings, entries=(ENTRY,), resolve=False) as app:
         revisions_service = app.services.revisions
-        started, finished = asyncio.Event(), asyncio.Event()
+        started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
         async def slow_sweep() -> list[str]:
             started.set()
-            await asyncio.sleep(0.2)  # stands for a database call in flight
+            await release.wait()  # stands for a database call in flight
             finished.set()
             return []
 
@@ -362,6 +362,8 @@ async def test_stopping_the_service_finishes_a_sweep_under_way(
         loop = asyncio.create_task(revisions_service.run_sweep_loop())
         await started.wait()
         loop.cancel()
+        # Released only after the stop: a sweep cut off by it would never get here.
+        release.set()
         with pytest.raises(asyncio.CancelledError):
             await loop
 

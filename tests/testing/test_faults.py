@@ -6,7 +6,6 @@ import gzip
 import hashlib
 import random
 import socket
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -141,42 +140,77 @@ def test_status_can_impersonate_hub_errors(hub: LocalHub, client: httpx.Client) 
     assert (r.status_code, r.headers["x-error-code"]) == (403, "GatedRepo")
 
 
-def test_stall_pauses_mid_body_then_carries_on(hub: LocalHub, client: httpx.Client) -> None:
-    hub.faults.add(Stall(after_bytes=1000, seconds=0.4), server="cdn")
-
+def _held_back_after(hub: LocalHub, client: httpx.Client, expected: bytes) -> tuple[int, bool]:
+    """Stream the blob until ``expected`` (its first bytes) arrived, then have the hub serve
+    a whole other request: the marker that it is answering, not slow. Return the first
+    request's bytes sent and whether it completed, taken while its response is open."""
     got = b""
     with client.stream("GET", _blob(hub)) as response:
-        chunks = response.iter_raw()
-        got += next(chunks)
-        first = time.monotonic()
-        for chunk in chunks:
+        for chunk in response.iter_raw():
             got += chunk
-    waited = time.monotonic() - first
-
-    assert got == DATA
-    assert 0.35 < waited < 3
-
-
-def test_trickle_sends_tiny_chunks_slowly(hub: LocalHub, client: httpx.Client) -> None:
-    hub.faults.add(Trickle(bytes_per_chunk=100, interval_s=0.03), server="cdn")
-
-    started = time.monotonic()
-    r = client.get(_blob(hub), headers={"Range": "bytes=0-999"})
-    elapsed = time.monotonic() - started
-
-    assert r.content == DATA[:1000]
-    assert elapsed >= 9 * 0.03 * 0.9
+            if len(got) >= len(expected):
+                break
+        assert got == expected
+        assert httpx.get(_blob(hub), timeout=10).content == DATA  # the marker
+        first = hub.requests.filter(server="cdn", method="GET")[0]
+        return first.bytes_sent, first.completed
 
 
-def test_throttle_caps_the_rate(hub: LocalHub, client: httpx.Client) -> None:
-    hub.faults.add(Throttle(bytes_per_second=1_000_000), server="cdn")
+def test_stall_sends_its_bytes_then_holds_the_rest_back(
+    hub: LocalHub, client: httpx.Client
+) -> None:
+    # Far longer than the test may run: stopping the hub ends it (test_lifecycle.py).
+    hub.faults.add(Stall(after_bytes=1000, seconds=600), server="cdn", times=1)
 
-    started = time.monotonic()
+    sent, completed = _held_back_after(hub, client, DATA[:1000])
+
+    # Another request was served from start to end meanwhile; this one sent no more.
+    assert sent == 1000
+    assert not completed
+
+
+def test_stall_then_carries_on_to_the_end(hub: LocalHub, client: httpx.Client) -> None:
+    hub.faults.add(Stall(after_bytes=1000, seconds=0.05), server="cdn")
+
     r = client.get(_blob(hub))
-    elapsed = time.monotonic() - started
 
     assert r.content == DATA
-    assert elapsed >= len(DATA) / 1_000_000 * 0.9
+
+
+def test_trickle_sends_one_small_chunk_then_waits(hub: LocalHub, client: httpx.Client) -> None:
+    hub.faults.add(Trickle(bytes_per_chunk=100, interval_s=600), server="cdn", times=1)
+
+    sent, completed = _held_back_after(hub, client, DATA[:100])
+
+    assert sent == 100
+    assert not completed
+
+
+def test_trickle_delivers_the_whole_range(hub: LocalHub, client: httpx.Client) -> None:
+    hub.faults.add(Trickle(bytes_per_chunk=100, interval_s=0.001), server="cdn")
+
+    r = client.get(_blob(hub), headers={"Range": "bytes=0-999"})
+
+    assert r.content == DATA[:1000]
+
+
+def test_throttle_holds_the_body_back(hub: LocalHub, client: httpx.Client) -> None:
+    # 20 B/s: one byte per write, and 200 KB would take almost three hours.
+    hub.faults.add(Throttle(bytes_per_second=20), server="cdn", times=1)
+
+    sent, completed = _held_back_after(hub, client, DATA[:1])
+
+    # However slow this machine, the test ends long before a tenth of the body is due.
+    assert sent < len(DATA) // 10
+    assert not completed
+
+
+def test_throttle_delivers_every_byte(hub: LocalHub, client: httpx.Client) -> None:
+    hub.faults.add(Throttle(bytes_per_second=4_000_000), server="cdn")
+
+    r = client.get(_blob(hub))
+
+    assert r.content == DATA
 
 
 def test_change_etag_makes_if_range_fail_and_content_differ(

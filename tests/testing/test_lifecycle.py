@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import anyio
@@ -13,6 +12,7 @@ from huggingface_hub import hf_hub_download
 
 from modeldepot.testing import LocalHub, Stall
 from modeldepot.testing.pytest_plugin import HubRepoFactory
+from tests.support import until_blocking
 
 
 def test_stop_ends_stalled_responses_and_leaks_no_threads() -> None:
@@ -21,7 +21,8 @@ def test_stop_ends_stalled_responses_and_leaks_no_threads() -> None:
     hub = LocalHub().start()
     root = hub.root
     hub.create_repo("acme/stall", {"model.safetensors": b"x" * 5000})
-    hub.faults.add(Stall(after_bytes=100, seconds=60), server="cdn")
+    # Far longer than the per-test timeout: if stop waited for it, the test would fail.
+    hub.faults.add(Stall(after_bytes=100, seconds=600), server="cdn")
 
     def download() -> None:
         try:
@@ -35,14 +36,14 @@ def test_stop_ends_stalled_responses_and_leaks_no_threads() -> None:
 
     client = threading.Thread(target=download)
     client.start()
-    deadline = time.monotonic() + 5
-    while not hub.requests.filter(server="cdn") and time.monotonic() < deadline:
-        time.sleep(0.01)
-    started = time.monotonic()
-    hub.stop()
-    client.join(5)
+    # Stalled: the first bytes went out and the rest is held back.
+    until_blocking(
+        lambda: any(r.bytes_sent for r in hub.requests.filter(server="cdn")),
+        what="the stalled response starting",
+    )
+    hub.stop()  # returns without waiting out the stall
+    client.join(30)
 
-    assert time.monotonic() - started < 3
     assert not client.is_alive()
     assert len(errors) == 1  # the client saw the connection end early
     assert set(threading.enumerate()) == before

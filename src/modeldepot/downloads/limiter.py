@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from modeldepot.units import MB
 
@@ -20,11 +21,20 @@ MBPS = MB  # bytes per second in one MB/s
 
 
 class TokenBucket:
-    def __init__(self, rate_mbps: float = 0) -> None:
+    def __init__(
+        self,
+        rate_mbps: float = 0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        # clock and sleep are injectable so tests can run the bucket on simulated time.
+        self._clock = clock
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._rate = 0.0
         self._tokens = 0.0
-        self._stamp = time.monotonic()
+        self._stamp = clock()
         self.set_rate(rate_mbps)
 
     @property
@@ -46,7 +56,7 @@ class TokenBucket:
         return max(self._rate * 0.1, 64 * 1024)
 
     def _refill(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._rate:
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
@@ -62,7 +72,7 @@ class TokenBucket:
             wait = -self._tokens / self._rate if self._tokens < 0 else 0.0
         if wait > 0:
             if stop is None:
-                time.sleep(wait)
+                self._sleep(wait)
             else:
                 stop.wait(wait)
 

@@ -12,7 +12,7 @@ transfer renews it without counting a retry (downloads/sources.py, ``SourceLink`
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modeldepot.errors import (
     DepotError,
@@ -37,6 +37,8 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_retry_after: float = 300.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    """Source of the jitter (a seeded one makes delays reproducible in tests)."""
 
     def delay(self, attempt: int, error: DepotError) -> float:
         """Seconds to wait before retry number ``attempt`` (1-based) after ``error``."""
@@ -44,7 +46,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
         ceiling = float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
 
 def is_transient(error: DepotError) -> bool:
