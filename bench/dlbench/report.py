@@ -165,6 +165,13 @@ _CHECKS: tuple[tuple[str, str, Figure, Figure | None, str, str], ...] = (
      ("hf_hub", "mb_per_s"), ("curl", "mb_per_s"), "x", ""),
     ("B", "modeldepot MB/s / (curl + fsync) MB/s (context)",
      ("modeldepot", "mb_per_s"), ("curl+fsync", "mb_per_s"), "x", ""),
+    ("C", "modeldepot service time / huggingface_hub time",
+     ("modeldepot", "best_s"), ("hf_hub", "best_s"), "x", "<= 1"),
+    ("C", "modeldepot service median / huggingface_hub median (context)",
+     ("modeldepot", "median_s"), ("hf_hub", "median_s"), "x", ""),
+    ("C", "modeldepot pull (cold CLI) time / huggingface_hub time (context)",
+     ("modeldepot-cli", "best_s"), ("hf_hub", "best_s"), "x", ""),
+    ("C", "modeldepot peak RSS", ("modeldepot", "peak_rss_mb"), None, " MB", "< 200"),
 )  # fmt: skip
 
 
@@ -280,14 +287,16 @@ def write_reports(
     results: Sequence[ToolResult],
     checks: Sequence[Check],
     titles: Mapping[str, str],
+    *,
+    name: str = "downloads",
 ) -> tuple[Path, Path]:
-    """Write ``downloads.json`` and ``downloads.md`` into `out_dir`; return their paths.
+    """Write ``<name>.json`` and ``<name>.md`` into `out_dir`; return their paths.
 
-    An interrupted run writes ``downloads-interrupted.*`` instead, keeping the last full
+    An interrupted run writes ``<name>-interrupted.*`` instead, keeping the last full
     results.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "downloads-interrupted" if meta.get("interrupted") else "downloads"
+    stem = f"{name}-interrupted" if meta.get("interrupted") else name
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
     data = {
         **meta,

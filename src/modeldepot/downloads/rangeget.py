@@ -4,8 +4,11 @@ Each connection of a transfer runs this on a worker thread with the standard lib
 ``http.client``: ``read1`` into a preallocated 1 MiB buffer and ``pwrite`` it at its offset,
 both releasing the GIL, so a few Python operations move up to a megabyte (an async client pays
 per 32-64 KiB chunk on the event loop, which capped us far below the network). Requests
-go only to URLs already resolved and checked by ``sources.resolve``; the connection is
-kept alive between segments of the same worker and dropped after anything unusual.
+go only to URLs checked by ``sources`` (``resolve``, or a small file's redirect hops);
+the connection is kept alive between segments of the same worker, and a job's small files
+borrow theirs from a ``ConnectionPool``, so a file costs no new TCP connection. A
+connection is dropped after anything unusual; a request that fails on a kept-alive one
+before any answer (the server closed it while idle) is sent once more on a new one.
 
 Stalls: a socket timeout catches silence; a throughput window catches trickles (fewer
 than ``min_bytes`` in ``stall_timeout``). Cancellation: ``abort()`` from another thread
@@ -48,14 +51,43 @@ class ReadOptions:
     on_written: Callable[[], None]
 
 
+Origin = tuple[str, str, int]
+_STALE = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, http.client.BadStatusLine)
+"""How a request fails when the server closed a kept-alive connection while it was idle
+(``RemoteDisconnected`` is both a reset and a bad status line)."""
+
+
+def url_origin(url: str) -> Origin:
+    parts = urlsplit(url)
+    return (
+        parts.scheme,
+        parts.hostname or "",
+        parts.port or (443 if parts.scheme == "https" else 80),
+    )
+
+
 class Connection:
     """One worker's keep-alive connection; used by one thread at a time."""
 
     def __init__(self) -> None:
         self._conn: http.client.HTTPConnection | None = None
         self._response: http.client.HTTPResponse | None = None
-        self._origin: tuple[str, str, int] | None = None
+        self._origin: Origin | None = None
         self.stop = threading.Event()
+
+    @property
+    def origin(self) -> Origin | None:
+        return self._origin
+
+    @property
+    def reusable(self) -> bool:
+        """Open, not aborted, and its last answer read to the end."""
+        response = self._response
+        return (
+            self._conn is not None
+            and not self.stop.is_set()
+            and (response is None or (response.isclosed() and not response.will_close))
+        )
 
     def abort(self) -> None:
         """From any thread: make the running read fail now."""
@@ -81,24 +113,78 @@ class Connection:
     def request(
         self, url: str, headers: Mapping[str, str], *, timeout: float
     ) -> http.client.HTTPResponse:
+        """Send a GET and read the answer's head (the body is left to the caller).
+
+        Raises:
+            OSError, http.client.HTTPException: the connection is closed first.
+        """
         parts = urlsplit(url)
-        origin = (
-            parts.scheme,
-            parts.hostname or "",
-            parts.port or (443 if parts.scheme == "https" else 80),
-        )
+        origin = url_origin(url)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        kept = self._conn is not None and self._origin == origin
+        try:
+            return self._send(origin, path, headers, timeout)
+        except _STALE:
+            if not kept or self.stop.is_set():
+                raise
+        return self._send(origin, path, headers, timeout)  # once more, on a new connection
+
+    def _send(
+        self, origin: Origin, path: str, headers: Mapping[str, str], timeout: float
+    ) -> http.client.HTTPResponse:
         if self._conn is None or self._origin != origin:
             self.close()
             self._conn = _connect(origin, timeout)
             self._origin = origin
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
         try:
-            self._conn.request("GET", path or "/", headers=dict(headers))
+            self._conn.request("GET", path, headers=dict(headers))
             self._response = self._conn.getresponse()
         except (OSError, http.client.HTTPException):
             self.close()
             raise
         return self._response
+
+
+class ConnectionPool:
+    """Idle keep-alive connections by origin, lent to one thread at a time (thread-safe).
+
+    The small files of a job are one request each: borrowing a connection the previous
+    file left open saves a TCP handshake (and a TLS one) per file.
+    """
+
+    def __init__(self, *, max_idle: int = 64) -> None:
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._lock = threading.Lock()
+        self._max_idle = max_idle
+        self._closed = False
+
+    def take(self, url: str) -> Connection:
+        """An idle connection to the origin of ``url``, else a new (unconnected) one."""
+        with self._lock:
+            idle = self._idle.get(url_origin(url))
+            connection = idle.pop() if idle else Connection()
+        connection.stop.clear()
+        return connection
+
+    def give_back(self, connection: Connection) -> None:
+        """Keep ``connection`` for the next borrower if it can serve one, else close it."""
+        origin = connection.origin
+        with self._lock:
+            if not self._closed and origin is not None and connection.reusable:
+                idle = self._idle.setdefault(origin, [])
+                if len(idle) < self._max_idle:
+                    idle.append(connection)
+                    return
+        connection.close()
+
+    def close(self) -> None:
+        """Close every idle connection; connections given back later are closed too."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                connection.close()
 
 
 def _connect(origin: tuple[str, str, int], timeout: float) -> http.client.HTTPConnection:

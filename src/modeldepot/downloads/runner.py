@@ -5,6 +5,15 @@ revision or model), are linked without a byte of traffic. A blob that another jo
 fetching right now is waited for, then linked: it is fetched once (RELIABILITY.md 28).
 The ref moves to the new commit only when every file verified, so a model is never
 reported available from unverified bytes.
+
+What a file costs beyond its bytes is paid once per batch where durability allows
+(issue 9, many small files): each blob is fsynced before its rename, but the renames of
+the files finishing together share one fsync of ``blobs/`` (``LinkBatch``), done before
+any of them is linked; before the ref moves, ``blobs/`` and the snapshot's folders are
+fsynced once more, so a ref never names links or blobs a crash could lose. Progress is
+stored at most once a second, not per file (the disk, not the row, says which files are
+done). Up to ``SMALL_FILES_IN_PARALLEL`` small files (one request each) are in flight, on
+connections kept alive across files, besides ``FILES_IN_PARALLEL`` segmented ones.
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,7 +34,7 @@ from modeldepot.catalog.schemas import CatalogEntry, HubSource
 from modeldepot.downloads.jobs import Job
 from modeldepot.downloads.retry import RetryPolicy, is_transient
 from modeldepot.downloads.transfer import FileFetch, TransferContext
-from modeldepot.errors import DepotError, InsufficientStorage
+from modeldepot.errors import DepotError, InsufficientStorage, StorageError
 from modeldepot.store.cache import HubCache
 from modeldepot.store.layout import RepoLayout
 from modeldepot.store.service import disk_space
@@ -32,6 +42,9 @@ from modeldepot.units import GB
 
 logger = logging.getLogger(__name__)
 FILES_IN_PARALLEL = 4
+SMALL_FILES_IN_PARALLEL = 16
+SAVE_INTERVAL = 1.0
+"""Seconds between two stores of a job's progress while files complete."""
 
 
 class BlobRegistry:
@@ -106,6 +119,58 @@ class BlobRegistry:
 
 
 @dataclass
+class _Link:
+    path: str
+    digest: str
+    done: bool = False
+    error: DepotError | None = None
+
+
+class LinkBatch:
+    """Verified blobs waiting to be linked into one snapshot, committed in groups: the
+    first waiter runs one fsync of ``blobs/`` and links every blob renamed so far; those
+    that arrive meanwhile go in the next group (group commit)."""
+
+    def __init__(self, *, cache: HubCache, repo_id: str, commit: str, executor: Executor):
+        self._cache = cache
+        self._repo_id = repo_id
+        self._commit = commit
+        self._executor = executor
+        self._waiting: list[_Link] = []
+        self._lock = asyncio.Lock()
+
+    async def link(self, path: str, digest: str) -> None:
+        """Return once the blob's name is durable and ``path`` links to it.
+
+        Raises:
+            StorageError, UnsafePath: the folder fsync or this link failed.
+        """
+        item = _Link(path, digest)
+        self._waiting.append(item)
+        async with self._lock:
+            if not item.done:
+                group, self._waiting = self._waiting, []
+                # run() lets the thread finish even if we are cancelled: the group's
+                # outcome is always recorded for its other members.
+                await run(self._executor, self._commit_blocking, group)
+        if item.error is not None:
+            raise item.error
+        if not item.done:  # the group's commit crashed (a bug): never claim the link
+            raise StorageError(f"Linking {path} failed")
+
+    def _commit_blocking(self, group: list[_Link]) -> None:
+        errors: list[DepotError | None]
+        try:
+            errors = self._cache.link_files_blocking(
+                self._repo_id, commit=self._commit, links=[(i.path, i.digest) for i in group]
+            )
+        except DepotError as failure:
+            errors = [failure] * len(group)
+        for item, error in zip(group, errors, strict=True):
+            item.error, item.done = error, True
+
+
+@dataclass
 class SpaceCheck:
     models_dir: Path
     reserve_bytes: int
@@ -147,10 +212,23 @@ class JobRunner:
     blobs: BlobRegistry
     space: SpaceCheck
     on_file_done: Callable[[], Awaitable[None]]
+    _links: LinkBatch | None = None
+    _saved_at: float = 0.0
 
     @property
     def layout(self) -> RepoLayout:
         return self.cache.layout(self.job.repo_id)
+
+    @property
+    def links(self) -> LinkBatch:
+        if self._links is None:
+            self._links = LinkBatch(
+                cache=self.cache,
+                repo_id=self.job.repo_id,
+                commit=self.job.commit,
+                executor=self.context.executor,
+            )
+        return self._links
 
     async def run(self) -> None:
         # Under the repository's lock: the revision sweep cannot remove what we link here.
@@ -158,11 +236,14 @@ class JobRunner:
             pending = await run(self.context.executor, self._link_present_files)
         needed = sum(f.size or 0 for f in pending)
         await run(self.context.executor, self.space.ensure, needed)
-        limit = asyncio.Semaphore(FILES_IN_PARALLEL)
+        limits = {
+            True: asyncio.Semaphore(SMALL_FILES_IN_PARALLEL),
+            False: asyncio.Semaphore(FILES_IN_PARALLEL),
+        }
+        min_segment = self.context.settings.min_segment
 
         async def fetch(file: ManifestFile) -> None:
-            async with limit:
-                await self._fetch_file(file)
+            await self._fetch_file(file, limit=limits[(file.size or 0) <= min_segment])
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -170,10 +251,13 @@ class JobRunner:
                     group.create_task(fetch(file))
         except* DepotError as failures:
             raise failures.exceptions[0] from None
+        finally:
+            self.context.pool.close()
 
     def publish_ref(self) -> str | None:
-        """Blocking: point the tracked ref at the job's commit (every file verified);
-        return the commit it pointed at."""
+        """Blocking: make the snapshot durable, then point the tracked ref at the job's
+        commit (every file verified); return the commit it pointed at."""
+        self.cache.sync_snapshot_blocking(self.job.repo_id, self.job.commit)
         return self.cache.switch_ref_blocking(
             self.job.repo_id, revision=self.job.revision, commit=self.job.commit
         )
@@ -202,33 +286,28 @@ class JobRunner:
         )
         return True
 
-    async def _fetch_file(self, file: ManifestFile) -> None:
+    async def _fetch_file(self, file: ManifestFile, *, limit: asyncio.Semaphore) -> None:
+        """Fetch one file while holding a place in ``limit``, then (the place already
+        given to the next file) wait for its link's group commit."""
         async with self.blobs.claim(file.digest, repo_id=self.job.repo_id) as other_blob:
-            if other_blob is not None and await run(
-                self.context.executor, self._adopt, file, other_blob
-            ):
-                await self._mark_verified(file)
-                return
-            if await run(self.context.executor, self._present, file):
-                await self._mark_verified(file)
-                return
-            url = file_url(
-                self.entry, endpoint=self.endpoint, commit=self.job.commit, path=file.path
-            )
-            fetch = FileFetch(self.context, url=url, file=file, blobs_dir=self.layout.blobs_dir)
-            self.job.fetches[file.path] = fetch
-            digest = await fetch.run()
+            async with limit:
+                if other_blob is not None and await run(
+                    self.context.executor, self._adopt, file, other_blob
+                ):
+                    await self._mark_verified(file)
+                    return
+                if await run(self.context.executor, self._present, file):
+                    await self._mark_verified(file)
+                    return
+                url = file_url(
+                    self.entry, endpoint=self.endpoint, commit=self.job.commit, path=file.path
+                )
+                blobs_dir = self.layout.blobs_dir
+                fetch = FileFetch(self.context, url=url, file=file, blobs_dir=blobs_dir)
+                self.job.fetches[file.path] = fetch
+                digest = await fetch.run()
+            await self.links.link(file.path, digest)
             self.blobs.publish(digest, self.layout.blob_path(digest))
-            await run(
-                self.context.executor,
-                partial(
-                    self.cache.link_file_blocking,
-                    self.job.repo_id,
-                    commit=self.job.commit,
-                    path=file.path,
-                    digest=digest,
-                ),
-            )
             self.job.last_byte_at = fetch.last_byte_at or self.job.last_byte_at
             await self._mark_verified(file)
 
@@ -244,7 +323,10 @@ class JobRunner:
         self.job.partial.pop(file.path, None)
         if file.digest in self.job.refetch:
             self.job.refetch = self.job.refetch - {file.digest}
-        await self.on_file_done()
+        now = time.monotonic()
+        if now - self._saved_at >= SAVE_INTERVAL:
+            self._saved_at = now
+            await self.on_file_done()
 
 
 def make_retry_handler(

@@ -22,8 +22,9 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -66,32 +67,68 @@ class SourcePolicy:
 
         Raises:
             UnsafeSource: bad scheme, no host, or a private/loopback/metadata address.
+            UpstreamUnavailable: the host name does not resolve.
+        """
+        target = self._untrusted_target(url)
+        if target is None:
+            return
+        host, port = target
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except OSError as exc:
+            raise UpstreamUnavailable(f"Cannot resolve {host}: {exc.strerror}") from exc
+        _refuse_internal(host, infos)
+
+    def check_blocking(self, url: str) -> None:
+        """``check`` for a worker thread (a small file follows its redirects there).
+
+        Raises:
+            UnsafeSource, UpstreamUnavailable: as ``check``.
+        """
+        target = self._untrusted_target(url)
+        if target is None:
+            return
+        host, port = target
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise UpstreamUnavailable(f"Cannot resolve {host}: {exc.strerror}") from exc
+        _refuse_internal(host, infos)
+
+    def _untrusted_target(self, url: str) -> tuple[str, int] | None:
+        """(host, port) whose addresses must be checked; None for a trusted host.
+
+        Raises:
+            UnsafeSource: bad scheme or no host.
         """
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UnsafeSource(f"Refusing source URL scheme '{parts.scheme}'", details={"url": url})
         host = parts.hostname.lower()
         if self.trusted(host):
-            return
-        for address in await _addresses(host, parts.port or 443):
-            if _is_internal(address):
-                raise UnsafeSource(
-                    f"Refusing {host}: it resolves to an internal address ({address}); "
-                    "allow it with the allowed_source_hosts setting",
-                    details={"host": host},
-                )
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host, parts.port or 443
+        _refuse_internal(host, [(0, 0, 0, "", (str(address), 0))])
+        return None
 
 
-async def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise UpstreamUnavailable(f"Cannot resolve {host}: {exc.strerror}") from exc
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+_AddrInfo = tuple[Any, Any, Any, str, tuple[Any, ...]]
+
+
+def _refuse_internal(host: str, infos: Sequence[_AddrInfo]) -> None:
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if _is_internal(address):
+            raise UnsafeSource(
+                f"Refusing {host}: it resolves to an internal address ({address}); "
+                "allow it with the allowed_source_hosts setting",
+                details={"host": host},
+            )
 
 
 def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -18,19 +18,23 @@ thread as it grows. Faults and what happens (RELIABILITY.md):
   file's ``SourceLink`` asks the hub once for a fresh URL (single flight over the file's
   connections) and the segment continues where it was; a fresh URL refused again is a
   real refusal (44). No retry is counted for a renewal.
+
+A file no bigger than one segment (``min_segment``) is fetched with a single GET instead
+(``downloads/smallfile.py``): per file, the machinery above costs more than the bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import http.client
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +44,15 @@ from modeldepot.blocking import outlast, run
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.downloads.hashing import TrailingHasher
 from modeldepot.downloads.limiter import TokenBucket, take_all
-from modeldepot.downloads.rangeget import Aborted, Connection, ReadOptions, read_body
+from modeldepot.downloads.rangeget import (
+    Aborted,
+    Connection,
+    ConnectionPool,
+    ReadOptions,
+    read_body,
+)
 from modeldepot.downloads.segments import Segment, SegmentPlan
+from modeldepot.downloads.smallfile import SmallFile, SmallFileSource, SmallFileTarget
 from modeldepot.downloads.sources import (
     LinkRequest,
     ResolvedSource,
@@ -123,6 +134,8 @@ class TransferContext:
     on_transient: Callable[[DepotError, int], Awaitable[None]]
     on_recovered: Callable[[], None]
     executor: Executor
+    pool: ConnectionPool = field(default_factory=ConnectionPool)
+    """Kept-alive connections the job's small files borrow (closed when the job ends)."""
 
 
 class FileFetch:
@@ -144,13 +157,45 @@ class FileFetch:
         key = hexdigest or "unpinned-" + _path_key(url, file.path)
         self.partial = PartialFile(blobs_dir, key, self.size, read_progress=_read_plan)
         self.plan = SegmentPlan(size=self.size)
-        self.last_byte_at: float | None = None
+        self._last_byte_at: float | None = None
         self._hasher: TrailingHasher | None = None
         self._link: SourceLink | None = None
+        self._small = self._small_file() if self.size <= ctx.settings.min_segment else None
+
+    def _small_file(self) -> SmallFile:
+        ctx = self.ctx
+        source = SmallFileSource(
+            url=self.url,
+            what=self.file.path,
+            policy=ctx.policy,
+            token=ctx.token,
+            pool=ctx.pool,
+            buckets=ctx.buckets,
+            stall_timeout=ctx.settings.stall_timeout,
+        )
+        target = SmallFileTarget(
+            size=self.size,
+            algorithm=self.algorithm,
+            expected_hex=self.expected_hex,
+            partial=self.partial,
+            blobs_dir=self.blobs_dir,
+        )
+        return SmallFile(
+            source,
+            target,
+            slots=ctx.slots.slot,
+            on_transient=ctx.on_transient,
+            on_recovered=ctx.on_recovered,
+            executor=ctx.executor,
+        )
 
     @property
     def done_bytes(self) -> int:
-        return self.plan.done_bytes
+        return self._small.done_bytes if self._small is not None else self.plan.done_bytes
+
+    @property
+    def last_byte_at(self) -> float | None:
+        return self._small.last_byte_at if self._small is not None else self._last_byte_at
 
     @property
     def durable_bytes(self) -> int:
@@ -160,10 +205,16 @@ class FileFetch:
     async def run(self) -> str:
         """Fetch, verify and promote; return the ``algorithm:hex`` digest of the blob.
 
+        The blob is renamed into ``blobs/`` with its bytes durable; making that rename
+        durable (an fsync of the folder) before anything links the blob is the caller's
+        job, so that one fsync serves many files.
+
         Raises:
             ChecksumMismatch: the bytes differ from the manifest twice in a row.
             UpstreamError, UnsafeSource, StorageError: as classified by the caller.
         """
+        if self._small is not None:
+            return await self._small.run()
         source = await self._resolve()
         self._check_declared(source)
         self._link = SourceLink(source, renew=self._renewed_source)
@@ -250,7 +301,9 @@ class FileFetch:
                 return None
             digest = make_digest(self.algorithm, hexdigest)
             blob = self.blobs_dir / parse_digest(digest)[1]
-            await run(self.ctx.executor, self.partial.promote, blob)
+            await run(
+                self.ctx.executor, functools.partial(self.partial.promote, blob, sync_dir=False)
+            )
             return digest
         raise UpstreamProtocolError(f"{self.file.path} kept changing upstream while downloading")
 
@@ -428,7 +481,7 @@ class FileFetch:
         """Worker thread, after each write: the hasher and the disk writeback follow the
         written prefix closely (the prefix counts only bytes already written; a plan
         changing meanwhile on the loop thread can only make it look shorter)."""
-        self.last_byte_at = time.time()
+        self._last_byte_at = time.time()
         prefix = self.plan.contiguous_prefix()
         self.partial.written_prefix(prefix)
         if self._hasher is not None:

@@ -7,8 +7,12 @@
 
 A checkpoint is written only after ``fdatasync`` of the partial, so every byte it counts
 is on disk: after kill -9 a resume re-fetches at most what came after the last checkpoint.
-Promotion is fsync, rename onto ``blobs/{sha}``, fsync of the directory; the partial name
-never appears in a snapshot, so nothing unverified is ever visible as a model file.
+A file fetched in one request (no bigger than a segment) keeps no checkpoint: after a
+crash it is fetched again from byte 0, which costs no more than the segment a resume may
+repeat. Promotion is fsync, rename onto ``blobs/{sha}``, fsync of the directory (for many
+small files that last fsync is done once for a batch, before any of them is linked: see
+``HubCache.link_files_blocking``); the partial name never appears in a snapshot, so
+nothing unverified is ever visible as a model file.
 """
 
 from __future__ import annotations
@@ -139,6 +143,18 @@ class PartialFile(Generic[P]):
             self.durable_bytes = plan.done_bytes
         return plan
 
+    def open_empty(self) -> None:
+        """Open (creating) the partial with nothing in it, and no checkpoint: a file
+        fetched in a single request starts from byte 0 at every attempt."""
+        self.close()
+        self.durable_bytes = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            self.checkpoint_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise translate_os_error(exc, "opening a partial file") from exc
+
     def _load_checkpoint(self, etag: str | None) -> P | None:
         try:
             data: Any = json.loads(self.checkpoint_path.read_bytes())
@@ -216,16 +232,22 @@ class PartialFile(Generic[P]):
             raise translate_os_error(exc, "saving download progress") from exc
         self.durable_bytes = done
 
-    def promote(self, blob: Path) -> None:
-        """fsync, rename onto the final blob, fsync the directory; remove the checkpoint."""
+    def promote(self, blob: Path, *, sync_dir: bool = True) -> None:
+        """fsync, rename onto the final blob, fsync the directory; remove the checkpoint.
+
+        With ``sync_dir=False`` the caller fsyncs the directory itself before anything
+        links the blob (one fsync for many files); the blob's bytes are durable either
+        way before its name exists.
+        """
         try:
             os.fsync(self.fd)
             self.close()
             os.replace(self.path, blob)
-            fsync_dir(blob.parent)
+            if sync_dir:
+                fsync_dir(blob.parent)
+            self.checkpoint_path.unlink(missing_ok=True)
         except OSError as exc:
             raise translate_os_error(exc, "storing a verified file") from exc
-        self.checkpoint_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._fd is not None:
