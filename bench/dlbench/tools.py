@@ -21,6 +21,7 @@ import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from dlbench.procmon import ProcessRun, run_measured
@@ -40,8 +41,9 @@ snapshot_download(sys.argv[1], cache_dir=sys.argv[2], endpoint=sys.argv[3])
 # The service as people run it: `modeldepot serve` is up (started and given the catalogue
 # before the clock starts, untimed), and the timed part is what an app waits for: from
 # `POST .../download/manage {"action": "start"}` to the progress saying COMPLETED, polled
-# every 50 ms (more often costs the service CPU it needs for the transfer). The driver's own memory is tiny; the sampled RSS is the service's.
-_SERVICE_SCRIPT = """\
+# every 50 ms (more often costs the service CPU it needs for the transfer). The driver's
+# own memory is tiny; the sampled RSS is the service's.
+SERVICE_SCRIPT = """\
 import json, os, signal, subprocess, sys, time, urllib.error, urllib.request
 model, port = sys.argv[1], sys.argv[2]
 base = f"http://127.0.0.1:{port}"
@@ -257,7 +259,8 @@ def modeldepot_builder(*, json_events: bool, service_port: int) -> Builder:
 
     This is the one place that knows how modeldepot is invoked. With `json_events`, the
     last ``{"event": "completed", "last_byte_at": t1, "available_at": t2, ...}`` line on
-    stdout gives "last byte -> AVAILABLE" (t2 - t1); without it that figure is n/a.
+    stdout (ISO 8601 UTC timestamps, as the API writes them) gives "last byte ->
+    AVAILABLE" (t2 - t1); without it that figure is n/a.
     """
 
     def build(target: Target, dest: Path) -> Invocation:
@@ -274,11 +277,11 @@ def modeldepot_builder(*, json_events: bool, service_port: int) -> Builder:
 
 
 def modeldepot_service_builder(*, service_port: int) -> Builder:
-    """The running service, timed from the start request to COMPLETED (see _SERVICE_SCRIPT)."""
+    """The running service, timed from the start request to COMPLETED (see SERVICE_SCRIPT)."""
 
     def build(target: Target, dest: Path) -> Invocation:
         model = target.published.payload.model_id
-        argv = [sys.executable, "-c", _SERVICE_SCRIPT, model, str(service_port)]
+        argv = [sys.executable, "-c", SERVICE_SCRIPT, model, str(service_port)]
         env = modeldepot_env(target, dest, service_port=service_port)
         models = dest / "models"
         return Invocation(
@@ -327,11 +330,19 @@ def parse_completed(stdout: str) -> Facts:
             seconds = event.get("timed_seconds")
             own = float(seconds) if isinstance(seconds, int | float) else None
             try:
-                gap = float(event["available_at"]) - float(event["last_byte_at"])
+                gap = _seconds_between(event["last_byte_at"], event["available_at"])
             except (KeyError, TypeError, ValueError):
                 return Facts(seconds=own)
             return Facts(seconds=own, last_byte_to_available_s=gap)
     return Facts()
+
+
+def _seconds_between(start: object, end: object) -> float:
+    """Seconds from ``start`` to ``end``, two ISO 8601 timestamps (raises ValueError,
+    TypeError for anything else)."""
+    if not isinstance(start, str) or not isinstance(end, str):
+        raise TypeError("timestamps are ISO 8601 strings")
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
 # -- running ---------------------------------------------------------------------------

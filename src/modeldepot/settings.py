@@ -95,10 +95,18 @@ class DownloadsConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    enhanced_downloads: bool = True
-    health_monitoring: bool = True
-    intelligent_fallback: bool = True
-    usage_analytics: bool = True
+    """Switches of features that exist; the seed's ``intelligent_fallback`` and
+    ``usage_analytics`` are offered once their features are (see ``modeldepot.config``)."""
+
+    enhanced_downloads: bool = Field(
+        default=True,
+        description="Segmented downloads over downloads.connections_per_file connections; "
+        "off: one connection per file, as huggingface_hub downloads (applies to downloads "
+        "that start or resume afterwards)",
+    )
+    health_monitoring: bool = Field(
+        default=True, description="Scheduled health checks of every available model"
+    )
 
 
 class HealthMonitoringConfig(_Section):

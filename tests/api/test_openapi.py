@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from tests.support import SettingsFactory, run_app
+import asyncio
+from typing import Any
+
+import httpx
+
+from modeldepot.api.envelope import ErrorEnvelope
+from modeldepot.ids import MODEL_ID_PATTERN
+from modeldepot.testing import LocalHub, Status, Throttle, demo_repo_files
+from tests.support import (
+    RunningApp,
+    SettingsFactory,
+    fill_cache_with_huggingface_hub,
+    hub_entry,
+    run_app,
+)
 
 
 async def test_openapi_documents_routes_and_schemas(make_settings: SettingsFactory) -> None:
@@ -38,3 +52,176 @@ async def test_healthz_and_metrics(make_settings: SettingsFactory) -> None:
     assert health["catalog_models"] == 3
     assert 'modeldepot_models{status="MISSING"} 3.0' in metrics
     assert 'route="/api/v1/models/status/detailed"' in metrics
+
+
+# --- every documented status code is one the route really answers, and vice versa ---------
+
+MALFORMED = object()
+"""A probe body that is not JSON at all."""
+
+Probe = tuple[str, str, str, Any]
+"""(method, operation path as in the document, concrete URL, body)."""
+
+V = "/api/v1"
+STATUS_ONE = f"{V}/models/status/detailed/{{model_id}}"
+PROGRESS = f"{V}/models/download/progress/{{model_id}}"
+MANAGE = f"{V}/models/download/manage"
+HEALTH_ONE = f"{V}/models/health/{{model_id}}"
+CHECK = f"{V}/models/health/{{model_id}}/check"
+REPAIR = f"{V}/models/health/{{model_id}}/repair"
+CHECK_RUN = f"{V}/models/health/checks/{{check_id}}"
+REPAIR_RUN = f"{V}/models/health/repairs/{{repair_id}}"
+REVISIONS = f"{V}/models/revisions/{{model_id}}"
+UPDATE = f"{V}/models/revisions/{{model_id}}/update"
+ROLLBACK = f"{V}/models/revisions/{{model_id}}/rollback"
+CONFIG_UPDATE = f"{V}/config/update"
+NO_ERRORS = [
+    f"{V}/models/status/detailed",
+    f"{V}/models/download/active",
+    f"{V}/models/health",
+    f"{V}/models/storage",
+    f"{V}/config/current",
+    "/healthz",
+    "/metrics",
+]
+BAD_ID = "sp%20ace"
+
+
+def model_probes(method: str, template: str, suffix: str = "") -> list[Probe]:
+    """Success, unknown model (404) and an id that breaks the rule (422) on a model route."""
+    base = template.removesuffix("{model_id}" + suffix).removesuffix("{model_id}")
+    body: Any = {} if method == "POST" else None
+    return [
+        (method, template, f"{base}tiny{suffix}", body),
+        (method, template, f"{base}nope{suffix}", body),
+        (method, template, f"{base}{BAD_ID}{suffix}", body),
+    ]
+
+
+def body_probes(template: str, url: str, wrong: dict[str, Any]) -> list[Probe]:
+    """Not JSON at all (400) and JSON of the wrong type (422)."""
+    return [("POST", template, url, MALFORMED), ("POST", template, url, wrong)]
+
+
+async def call(app: RunningApp, probe: Probe) -> httpx.Response:
+    method, _template, url, body = probe
+    if body is MALFORMED:
+        return await app.client.request(
+            method, url, content=b'{"cut": ', headers={"content-type": "application/json"}
+        )
+    return await app.client.request(method, url, json=body)
+
+
+def reserve(gb: float) -> Probe:
+    return ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, {"storage": {"min_free_space_gb": gb}})
+
+
+def start(model_id: str) -> Probe:
+    return ("POST", MANAGE, MANAGE, {"model_id": model_id, "action": "start"})
+
+
+def probes() -> list[Probe]:
+    """Requests that provoke every status each route can answer, in an order that sets up
+    the state each needs (``tiny`` installed and behind the hub, ``fresh`` not installed,
+    ``ghost`` installed but its hub unreachable)."""
+    fresh_repair = ("POST", REPAIR, f"{V}/models/health/fresh/repair", {})
+    return [
+        *[("GET", path, path, None) for path in NO_ERRORS],
+        *model_probes("GET", STATUS_ONE),
+        ("GET", STATUS_ONE, f"{V}/models/status/detailed/tiny?refresh=maybe", None),
+        *model_probes("GET", PROGRESS),
+        *model_probes("GET", HEALTH_ONE),
+        *model_probes("GET", REVISIONS),
+        ("GET", REVISIONS, f"{V}/models/revisions/tiny?refresh=maybe", None),
+        ("GET", CHECK_RUN, f"{V}/models/health/checks/check_0123456789abcdef", None),
+        ("GET", CHECK_RUN, f"{V}/models/health/checks/nope", None),
+        ("GET", REPAIR_RUN, f"{V}/models/health/repairs/repair_0123456789abcdef", None),
+        ("GET", REPAIR_RUN, f"{V}/models/health/repairs/nope", None),
+        *model_probes("POST", CHECK, "/check"),
+        *body_probes(CHECK, f"{V}/models/health/tiny/check", {"force_check": "yes"}),
+        # 507 first, while a 100 TB reserve refuses every download.
+        reserve(100_000),
+        start("fresh"),
+        ("POST", UPDATE, f"{V}/models/revisions/tiny/update", None),
+        ("POST", REPAIR, f"{V}/models/health/tiny/repair", {"repair_type": "redownload"}),
+        reserve(0),
+        ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, MALFORMED),
+        ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, {"downloads": {"max_retries": "3"}}),
+        *model_probes("POST", ROLLBACK, "/rollback"),
+        *body_probes(ROLLBACK, f"{V}/models/revisions/tiny/rollback", {"commit": 40}),
+        ("POST", ROLLBACK, f"{V}/models/revisions/fresh/rollback", None),
+        ("POST", UPDATE, f"{V}/models/revisions/fresh/update", None),
+        ("POST", UPDATE, f"{V}/models/revisions/ghost/update", None),
+        *model_probes("POST", UPDATE, "/update"),
+        *body_probes(UPDATE, f"{V}/models/revisions/tiny/update", {"max_retries": "3"}),
+        fresh_repair,
+        ("POST", REPAIR, f"{V}/models/health/ghost/repair", {}),
+        *model_probes("POST", REPAIR, "/repair"),
+        *body_probes(REPAIR, f"{V}/models/health/tiny/repair", {"force_repair": "yes"}),
+        start("ghost"),
+        start("nope"),
+        ("POST", MANAGE, MANAGE, {"model_id": "fresh", "action": "pause"}),
+        *body_probes(MANAGE, MANAGE, {"model_id": "fresh", "action": "start", "priority": 1}),
+        start("fresh"),  # throttled: still running for the next one
+        start("fresh"),
+        ("POST", MANAGE, MANAGE, {"model_id": "fresh", "action": "cancel"}),
+    ]
+
+
+async def test_each_route_documents_exactly_the_error_statuses_it_answers(
+    local_hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    files = demo_repo_files("t2v")
+    local_hub.create_repo("acme/tiny", files)
+    local_hub.create_repo("acme/fresh", demo_repo_files("i2v", seed=3))
+    local_hub.create_repo("acme/ghost", demo_repo_files("t2v", seed=5))
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    fill_cache_with_huggingface_hub(local_hub, "acme/ghost", settings.models_dir)
+    local_hub.faults.add(Status(404), server="hub", repo="acme/ghost", times=None)
+    local_hub.faults.add(Throttle(bytes_per_second=20_000), repo="acme/fresh", times=None)
+    entries = tuple(hub_entry(m, f"acme/{m}") for m in ("tiny", "fresh", "ghost"))
+    seen: dict[tuple[str, str], set[int]] = {}
+    async with run_app(settings, entries=entries) as app:
+        await app.client.post(MANAGE, json={"model_id": "tiny", "action": "start"})
+        await asyncio.wait_for(app.services.downloads.run_until_idle(), 30)
+        local_hub.commit("acme/tiny", add={"config.json": b'{"version": 2}\n'})
+        for probe in probes():
+            response = await call(app, probe)
+            seen.setdefault((probe[0], probe[1]), set()).add(response.status_code)
+            if response.status_code >= 400:
+                ErrorEnvelope.model_validate(response.json())  # always the envelope
+        document = (await app.client.get("/openapi.json")).json()
+
+    operations = {
+        (method.upper(), path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert set(operations) == set(seen), "every route is probed, and only real routes"
+    mismatches = {}
+    for key, operation in operations.items():
+        documented = {int(code) for code in operation["responses"] if not code.startswith("2")}
+        answered = {code for code in seen[key] if code >= 400}
+        if documented != answered | {500}:
+            mismatches[key] = {"documented": sorted(documented), "answered": sorted(answered)}
+        for code in documented:
+            content = operation["responses"][str(code)]["content"]["application/json"]
+            assert content["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+    assert mismatches == {}
+    assert {413, 429} & {code for codes in seen.values() for code in codes} == set()
+
+
+async def test_model_ids_in_paths_carry_the_id_pattern(make_settings: SettingsFactory) -> None:
+    async with run_app(make_settings(), resolve=False) as app:
+        document = (await app.client.get("/openapi.json")).json()
+    model_params = [
+        parameter
+        for item in document["paths"].values()
+        for operation in item.values()
+        for parameter in operation.get("parameters", [])
+        if parameter["name"] == "model_id"
+    ]
+    assert len(model_params) == 8
+    for parameter in model_params:
+        assert parameter["in"] == "path"
+        assert parameter["schema"]["pattern"] == MODEL_ID_PATTERN

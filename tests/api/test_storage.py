@@ -30,14 +30,22 @@ async def test_storage_reports_models_unmanaged_repos_and_disk(
     summary = body["storage_summary"]
     managed_bytes = sum(len(d) for d in managed.values())
     other_bytes = sum(len(d) for d in other.values())
-    assert summary["used_space_gb"] == round((managed_bytes + other_bytes) / 1e9, 3)
+    # Unrounded (issue 9): these ~0.45 MB used to show as 0.0 GB.
+    assert summary["used_space_bytes"] == managed_bytes + other_bytes
+    assert summary["used_space_gb"] == (managed_bytes + other_bytes) / 1e9 > 0
+    assert summary["total_capacity_bytes"] == (
+        summary["used_space_bytes"] + summary["available_space_bytes"]
+    )
+    assert abs(summary["available_space_bytes"] - disk.free) < 5 * 10**8  # others write too
+    assert summary["usage_percent"] > 0
     assert summary["models_count"] == 1
     assert abs(summary["disk_free_gb"] - disk.free / 1e9) < 0.5
     assert summary["available_space_gb"] <= summary["disk_free_gb"]
     assert summary["quota_gb"] is None
     assert [m["model_id"] for m in body["models_storage"]] == ["tiny-video"]
     model = body["models_storage"][0]
-    assert model["size_gb"] == round(managed_bytes / 1e9, 6)
+    assert model["size_bytes"] == managed_bytes
+    assert model["size_gb"] == managed_bytes / 1e9
     assert model["storage_tier"] == "cold"
     assert model["last_accessed"] is None
     assert [r["repo_id"] for r in body["unmanaged_repositories"]] == ["someone/other-model"]
@@ -59,6 +67,26 @@ async def test_quota_bounds_capacity(make_settings: SettingsFactory) -> None:
         await app.client.put("/api/v1/config/update", json={"storage": {"max_storage_gb": 10}})
         summary = (await app.client.get("/api/v1/models/storage")).json()["storage_summary"]
     assert summary["total_capacity_gb"] == 10
+    assert summary["total_capacity_bytes"] == 10**10
     assert summary["quota_gb"] == 10
     assert summary["used_space_gb"] == 0
     assert summary["usage_percent"] == 0
+
+
+async def test_a_quota_above_the_disk_does_not_raise_capacity(
+    make_settings: SettingsFactory,
+) -> None:
+    """Capacity is what models may occupy: used + the disk's free space, capped by a smaller
+    quota; a quota beyond the disk promises nothing more."""
+    settings = make_settings()
+    async with run_app(settings, resolve=False) as app:
+        await app.client.put(
+            "/api/v1/config/update", json={"storage": {"max_storage_gb": 1_000_000}}
+        )
+        summary = (await app.client.get("/api/v1/models/storage")).json()["storage_summary"]
+    free = shutil.disk_usage(settings.models_dir).free
+    assert summary["quota_gb"] == 1_000_000
+    assert abs(summary["total_capacity_bytes"] - free) < 5 * 10**8  # others write too
+    assert summary["total_capacity_bytes"] == (
+        summary["used_space_bytes"] + summary["available_space_bytes"]
+    )

@@ -3,9 +3,10 @@
 Every error response is ``{"error": {code, message, details, timestamp, request_id}}``.
 ``DepotError`` subclasses render with their own code and status; request validation
 errors become 422 ``VALIDATION_ERROR`` with the offending fields (a body that is not JSON at
-all is 400 ``MALFORMED_JSON``); unknown routes and
-methods keep their 404/405 with the envelope; anything else is logged with the request id
-and answered with a generic 500 that reveals nothing of the exception.
+all is 400 ``MALFORMED_JSON``; a model id in the path that breaks the id rule is 422
+``INVALID_MODEL_ID``); unknown routes are 404 and a wrong method 405 with ``Allow``, in the
+envelope; anything else is logged with the request id and answered with a generic 500 that
+reveals nothing of the exception.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modeldepot.errors import DepotError
+from modeldepot.errors import DepotError, InvalidModelId
+from modeldepot.ids import MODEL_ID_PATTERN, validate_model_id
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ async def _depot_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     broken = [err for err in exc.errors() if err.get("type") == "json_invalid"]
     if broken:
@@ -129,6 +131,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
             message="The request body is not valid JSON",
             details={"errors": [{"message": str(err.get("msg"))} for err in broken]},
         )
+    if any(tuple(err.get("loc", ())) == ("path", "model_id") for err in exc.errors()):
+        return _bad_model_id_in_path(request)
     errors = [
         {"field": ".".join(str(p) for p in err.get("loc", ())), "message": str(err.get("msg"))}
         for err in exc.errors()
@@ -139,6 +143,46 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         message="The request is not valid",
         details={"errors": errors},
     )
+
+
+def _bad_model_id_in_path(request: Request) -> JSONResponse:
+    """A path whose model id breaks the id rule: 405 if the path is another operation's
+    (``GET .../{model_id}/check`` is the POST-only check, not a model id with a slash:
+    ``{model_id:path}`` routes let such ids through so that ``../x`` is a 422, not a 404),
+    else 422 ``INVALID_MODEL_ID`` as the services would answer."""
+    allowed = _documented_methods(request)
+    if allowed:
+        return error_response(
+            status=405,
+            code=_HTTP_CODES[405],
+            message="Method Not Allowed",
+            headers={"Allow": ", ".join(sorted(allowed))},
+        )
+    try:
+        validate_model_id(str(request.path_params.get("model_id", "")))
+    except InvalidModelId as exc:
+        return error_response(
+            status=exc.status, code=exc.code, message=exc.message, details=exc.details
+        )
+    return error_response(status=422, code="INVALID_MODEL_ID", message="Invalid model id")
+
+
+def _documented_methods(request: Request) -> set[str]:
+    """Methods of the published operations whose path, with valid ids, is this path."""
+    model_id = MODEL_ID_PATTERN.removeprefix("^").removesuffix("$")
+    allowed: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = "".join(
+            model_id
+            if part == "{model_id}"
+            else "[^/]+"
+            if part.startswith("{")
+            else re.escape(part)
+            for part in re.split(r"(\{\w+\})", template)
+        )
+        if re.fullmatch(pattern, request.scope["path"]):
+            allowed |= {method.upper() for method in operations}
+    return allowed
 
 
 _HTTP_CODES = {
@@ -170,12 +214,24 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope, "description": description}
-    for status, description in {
-        400: "Malformed request (the body is not valid JSON)",
-        404: "Not found",
-        422: "Validation error",
-        500: "Internal error",
-    }.items()
+_RESPONSE_DESCRIPTIONS = {
+    400: "Malformed request: the body is not valid JSON (MALFORMED_JSON)",
+    404: "Not found: no such model, download, check or repair (the code says which)",
+    409: "Conflict with the model's current state (the code says which)",
+    422: "Validation error: the request parses but a field or the model id is invalid "
+    "(details.errors names each field)",
+    500: "Internal error (logged under the request id; nothing of it is revealed)",
+    503: "The hub could not be reached, or has not been reached yet for this model",
+    507: "Not enough room, a full disk or a read-only models directory "
+    "(INSUFFICIENT_STORAGE, DISK_FULL, STORAGE_READ_ONLY)",
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for a route: the error statuses it can answer (500 always),
+    each with the envelope's schema. List exactly what the route can answer:
+    ``tests/api/test_openapi.py`` provokes every listed status and only those."""
+    return {
+        status: {"model": ErrorEnvelope, "description": _RESPONSE_DESCRIPTIONS[status]}
+        for status in sorted({*statuses, 500})
+    }

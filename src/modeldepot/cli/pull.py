@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from modeldepot.cli.exits import CommandFailed, Problem
@@ -79,8 +80,8 @@ class Outcome:
     download_id: str | None = None
     bytes_done: int = 0
     seconds: float = 0.0
-    last_byte_at: float | None = None
-    available_at: float | None = None
+    last_byte_at: datetime | None = None
+    available_at: datetime | None = None
     error_code: str | None = None
     error_message: str | None = None
 
@@ -133,8 +134,8 @@ class Outcome:
                 "status": self.status,
                 "bytes": self.bytes_done,
                 "seconds": self.seconds,
-                "last_byte_at": self.last_byte_at,
-                "available_at": self.available_at,
+                "last_byte_at": _iso(self.last_byte_at),
+                "available_at": _iso(self.available_at),
                 "error_code": self.error_code,
                 "error_message": self.error_message,
             }
@@ -148,6 +149,13 @@ class Outcome:
             f"{self.model_id}: {self.bytes_done / MB:,.1f} MB in {self.seconds:.1f} s "
             f"({rate:,.1f} MB/s), verified and available (download {self.download_id})"
         )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, written as the API writes it (``...Z``)."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def pull(

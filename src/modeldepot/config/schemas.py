@@ -7,6 +7,10 @@ every number against the range written in its description (``modeldepot.bounds``
 
 The saved overrides file has one shape too (:class:`SavedConfig`), and a file that no
 longer fits it is reported as a :class:`SetAside`.
+
+The seed's ``features.intelligent_fallback`` and ``features.usage_analytics`` are not
+offered until their features exist (:data:`UNAVAILABLE_FEATURES`): an update naming them
+is refused, and a saved file of an earlier version that holds them loads without them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,12 @@ from modeldepot.settings import (
     HealthMonitoringConfig,
     StorageConfig,
 )
+
+UNAVAILABLE_FEATURES: dict[str, str] = {
+    "intelligent_fallback": "fallback suggestions and the wait queue",
+    "usage_analytics": "usage analytics",
+}
+"""Feature switches of the seed that are not offered yet, and the feature each awaits."""
 
 
 class StoragePublic(StorageConfig):

@@ -21,8 +21,14 @@ import anyio
 from pydantic import ValidationError
 
 from modeldepot.config.directory import check_models_directory
-from modeldepot.config.saved import describe_errors, read_saved, set_aside, write_saved
-from modeldepot.config.schemas import ConfigPublic, ConfigUpdate, ConfigUpdateResult, SetAside
+from modeldepot.config.saved import read_saved, set_aside, write_saved
+from modeldepot.config.schemas import (
+    UNAVAILABLE_FEATURES,
+    ConfigPublic,
+    ConfigUpdate,
+    ConfigUpdateResult,
+    SetAside,
+)
 from modeldepot.errors import ConfigError, InvalidInput
 from modeldepot.settings import Settings, validation_problems
 
@@ -116,9 +122,13 @@ class ConfigService:
         try:
             update = ConfigUpdate.model_validate(raw, strict=True)
         except ValidationError as exc:
+            errors = [_explain_unavailable(error) for error in _error_list(exc)]
             raise InvalidInput(
-                "Invalid configuration update: " + "; ".join(describe_errors(exc)),
-                details={"errors": _error_list(exc)},
+                "Invalid configuration update: "
+                + "; ".join(
+                    f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
+                ),
+                details={"errors": errors},
             ) from exc
         patch = update.model_dump(exclude_unset=True)
         directory = patch.get("storage", {}).get("models_directory")
@@ -175,6 +185,18 @@ def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
             if before[section].get(key) != value:
                 changed.add(f"{section}.{key}")
     return changed
+
+
+def _explain_unavailable(error: dict[str, str]) -> dict[str, str]:
+    """An unknown key that is a seed feature switch not offered yet says so."""
+    section, _, name = error["field"].partition(".")
+    if section == "features" and name in UNAVAILABLE_FEATURES:
+        return {
+            "field": error["field"],
+            "message": f"not available yet: this switch is offered once "
+            f"{UNAVAILABLE_FEATURES[name]} exists",
+        }
+    return error
 
 
 def _error_list(exc: ValidationError) -> list[dict[str, str]]:

@@ -266,8 +266,9 @@ class Job:
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
-            last_byte_at=self.last_byte_at,
-            available_at=self.available_at,
+            # Kept as Unix times internally; the API speaks ISO 8601 UTC (issue 9).
+            last_byte_at=_utc(self.last_byte_at),
+            available_at=_utc(self.available_at),
             files=self.file_progress(),
         )
 
@@ -283,3 +284,7 @@ class Job:
             download_id=self.id,
             priority=self.priority,
         )
+
+
+def _utc(unix_time: float | None) -> datetime | None:
+    return None if unix_time is None else datetime.fromtimestamp(unix_time, UTC)

@@ -2,15 +2,19 @@
 
 Units: ``*_mb`` 10^6 bytes, ``speed_mbps`` 10^6 bytes/s. ``retry_count`` counts failed
 attempts in a row without new bytes; a download fails when it would exceed
-``max_retries``.
+``max_retries``. Timestamps are ISO 8601 in UTC, like every timestamp of the API.
+
+Request bodies are strict (issue 9): no unknown keys, no ``"3"`` for 3, no ``true`` for
+a number, no ``3.0`` for an integer; a float field takes an integer (``50`` MB/s).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from modeldepot.bounds import BandwidthLimitMbps, MaxRetries
 from modeldepot.downloads.state import DownloadStatus
@@ -45,9 +49,9 @@ class ManageRequest(BaseModel):
 
     model_id: ModelId
     action: DownloadAction
-    max_retries: MaxRetries | None = None
+    max_retries: Annotated[MaxRetries, Strict()] | None = None
     priority: Priority | None = None
-    bandwidth_limit_mbps: BandwidthLimitMbps | None = None
+    bandwidth_limit_mbps: Annotated[BandwidthLimitMbps, Strict()] | None = None
 
 
 class ManageResponse(BaseModel):
@@ -89,8 +93,8 @@ class ProgressResponse(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    last_byte_at: float | None = Field(description="Unix time the last byte was written")
-    available_at: float | None = Field(description="Unix time the model became available")
+    last_byte_at: datetime | None = Field(description="When the last byte was written")
+    available_at: datetime | None = Field(description="When the model became available")
     files: list[FileProgress]
 
 

@@ -481,8 +481,12 @@ class DownloadService:
 
     def _transfer_settings(self) -> TransferSettings:
         settings = self._settings
+        current = self._config.current
         return TransferSettings(
-            connections_per_file=self._config.current.downloads.connections_per_file,
+            # features.enhanced_downloads off: one connection per file (issue 9).
+            connections_per_file=current.downloads.connections_per_file
+            if current.features.enhanced_downloads
+            else 1,
             min_segment=mb_bytes(settings.min_segment_mb),
             stall_timeout=settings.stall_timeout_seconds,
             checkpoint_interval=settings.checkpoint_interval_seconds,

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -80,7 +80,7 @@ class RepairRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     repair_type: RepairType = "auto"
-    force_repair: bool = False
+    force_repair: StrictBool = False  # strict like every request body: "yes" is refused
 
 
 class RepairResponse(BaseModel):

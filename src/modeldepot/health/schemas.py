@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from modeldepot.health.integrity import IssueKind
 
@@ -51,12 +51,12 @@ class HealthIssue(BaseModel):
 
 
 class HealthCheckRequest(BaseModel):
-    """Body of ``POST /models/health/{model_id}/check``."""
+    """Body of ``POST /models/health/{model_id}/check`` (strict: ``"yes"`` is no bool)."""
 
     model_config = ConfigDict(extra="forbid")
 
     check_type: CheckType = "integrity"
-    force_check: bool = False
+    force_check: StrictBool = False
 
 
 class HealthCheckStarted(BaseModel):

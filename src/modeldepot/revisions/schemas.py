@@ -1,11 +1,15 @@
-"""Revision endpoints (extensions to the seed): list, update, rollback."""
+"""Revision endpoints (extensions to the seed): list, update, rollback.
+
+Request bodies are strict, like every body of the API: no unknown keys, no ``"3"`` for 3.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from modeldepot.bounds import BandwidthLimitMbps, MaxRetries
 from modeldepot.downloads.schemas import Priority
@@ -52,12 +56,12 @@ class UpdateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     priority: Priority | None = None
-    bandwidth_limit_mbps: BandwidthLimitMbps | None = Field(
+    bandwidth_limit_mbps: Annotated[BandwidthLimitMbps, Strict()] | None = Field(
         default=None,
         description="This download's limit, 10^6 bytes/s: 0 (unlimited) or 0.01 to 100,000; "
         "default: none of its own (the global limit applies)",
     )
-    max_retries: MaxRetries | None = Field(
+    max_retries: Annotated[MaxRetries, Strict()] | None = Field(
         default=None, description="0 to 100; default: downloads.max_retries"
     )
 

@@ -28,7 +28,7 @@ from modeldepot.store.schemas import (
     StorageSummary,
     UnmanagedRepository,
 )
-from modeldepot.units import GB
+from modeldepot.units import GB, gb_bytes
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,11 @@ class StorageService:
             models.append(
                 ModelStorage(
                     model_id=entry.id,
-                    size_gb=round(repo.size_on_disk / GB, 6),
+                    size_gb=repo.size_on_disk / GB,
                     last_accessed=None,
                     usage_frequency=0.0,
                     storage_tier=storage_tier(None, now),
+                    size_bytes=repo.size_on_disk,
                     repo_id=entry.repo_id,
                     commits=list(repo.commits),
                 )
@@ -113,20 +114,25 @@ class StorageService:
 def _summary(
     used: int, space: DiskSpace, config: ConfigPublic, count: int, models_dir: Path
 ) -> StorageSummary:
-    quota = int(config.storage.max_storage_gb * GB)
-    reserve = int(config.storage.min_free_space_gb * GB)
-    capacity = quota if quota > 0 else used + space.free
+    # Unrounded: a small model must never show as 0.0 GB (issue 9).
+    quota = gb_bytes(config.storage.max_storage_gb)
+    capacity = used + space.free
+    if quota > 0:
+        capacity = min(capacity, quota)
     available = max(0, min(capacity - used, space.free))
     return StorageSummary(
-        total_capacity_gb=round(capacity / GB, 3),
-        used_space_gb=round(used / GB, 3),
-        available_space_gb=round(available / GB, 3),
-        usage_percent=round(100 * used / capacity, 2) if capacity else 0.0,
+        total_capacity_gb=capacity / GB,
+        used_space_gb=used / GB,
+        available_space_gb=available / GB,
+        usage_percent=100 * used / capacity if capacity else 0.0,
         models_count=count,
-        disk_total_gb=round(space.total / GB, 3),
-        disk_free_gb=round(space.free / GB, 3),
+        total_capacity_bytes=capacity,
+        used_space_bytes=used,
+        available_space_bytes=available,
+        disk_total_gb=space.total / GB,
+        disk_free_gb=space.free / GB,
         quota_gb=config.storage.max_storage_gb or None,
-        reserve_gb=round(reserve / GB, 3),
+        reserve_gb=config.storage.min_free_space_gb,
         models_directory=os.fspath(models_dir),
     )
 
@@ -135,7 +141,8 @@ def _unmanaged(repo: RepoOnDisk) -> UnmanagedRepository:
     return UnmanagedRepository(
         repo_id=repo.repo_id,
         repo_type=repo.repo_type,
-        size_gb=round(repo.size_on_disk / GB, 6),
+        size_gb=repo.size_on_disk / GB,
+        size_bytes=repo.size_on_disk,
         refs=repo.refs,
         commits=list(repo.commits),
         last_modified=repo.last_modified,

@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from modeldepot.api.deps import ConfigDep
-from modeldepot.api.envelope import ERROR_RESPONSES
+from modeldepot.api.envelope import error_responses
 from modeldepot.api.routes import API_PREFIX
 from modeldepot.config.schemas import ConfigPublic, ConfigUpdateResult
 
-router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"])
 
 
-@router.get("/current", response_model=ConfigPublic)
+@router.get("/current", response_model=ConfigPublic, responses=error_responses())
 async def current_config(config: ConfigDep) -> ConfigPublic:
     """The configuration in effect."""
     return config.current
@@ -23,6 +23,7 @@ async def current_config(config: ConfigDep) -> ConfigPublic:
 @router.put(
     "/update",
     response_model=ConfigUpdateResult,
+    responses=error_responses(400, 422),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from modeldepot.api.deps import RevisionsDep
-from modeldepot.api.envelope import ERROR_RESPONSES
-from modeldepot.api.routes import API_PREFIX
+from modeldepot.api.envelope import error_responses
+from modeldepot.api.routes import API_PREFIX, ModelIdPath
 from modeldepot.revisions.schemas import (
     RevisionsResponse,
     RollbackRequest,
@@ -17,14 +17,14 @@ from modeldepot.revisions.schemas import (
     UpdateResponse,
 )
 
-router = APIRouter(
-    prefix=f"{API_PREFIX}/models/revisions", tags=["revisions"], responses=ERROR_RESPONSES
+router = APIRouter(prefix=f"{API_PREFIX}/models/revisions", tags=["revisions"])
+
+
+@router.post(
+    "/{model_id:path}/update",
+    response_model=UpdateResponse,
+    responses=error_responses(400, 404, 409, 422, 503, 507),
 )
-
-ModelIdPath = Annotated[str, Path(description="Catalogue model id")]
-
-
-@router.post("/{model_id:path}/update", response_model=UpdateResponse)
 async def update(
     model_id: ModelIdPath, revisions: RevisionsDep, request: UpdateRequest | None = None
 ) -> UpdateResponse:
@@ -34,7 +34,11 @@ async def update(
     return await revisions.update(model_id, request or UpdateRequest())
 
 
-@router.post("/{model_id:path}/rollback", response_model=RollbackResponse)
+@router.post(
+    "/{model_id:path}/rollback",
+    response_model=RollbackResponse,
+    responses=error_responses(400, 404, 409, 422),
+)
 async def rollback(
     model_id: ModelIdPath, revisions: RevisionsDep, request: RollbackRequest | None = None
 ) -> RollbackResponse:
@@ -44,7 +48,9 @@ async def rollback(
     return await revisions.rollback(model_id, request or RollbackRequest())
 
 
-@router.get("/{model_id:path}", response_model=RevisionsResponse)
+@router.get(
+    "/{model_id:path}", response_model=RevisionsResponse, responses=error_responses(404, 422)
+)
 async def list_revisions(
     model_id: ModelIdPath,
     revisions: RevisionsDep,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from modeldepot import __version__
 from modeldepot.api.deps import ServicesDep
+from modeldepot.api.envelope import error_responses
 from modeldepot.api.metrics import render
 from modeldepot.config.schemas import SetAside
 
@@ -35,7 +36,7 @@ class Healthz(BaseModel):
     )
 
 
-@router.get("/healthz", response_model=Healthz)
+@router.get("/healthz", response_model=Healthz, responses=error_responses())
 async def healthz(services: ServicesDep) -> Healthz:
     """Liveness and the few facts an operator checks first."""
     problem = await services.models_dir_probe.problem()
@@ -50,7 +51,7 @@ async def healthz(services: ServicesDep) -> Healthz:
     )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, responses=error_responses())
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics of this process."""
     body, content_type = render(services)
