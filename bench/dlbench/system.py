@@ -42,33 +42,37 @@ def find_binary(name: str) -> str | None:
     return None
 
 
-def ensure_binaries() -> dict[str, str]:
-    """Install the apt packages if a binary is missing; return {binary: path}.
+def ensure_binaries(
+    packages: Sequence[str] = APT_PACKAGES, binaries: Sequence[str] = BINARIES
+) -> dict[str, str]:
+    """Install the apt `packages` if one of `binaries` is missing; return {binary: path}.
+
+    The defaults are what downloads.py needs; status.py asks for ``("wrk",), ("wrk",)``.
 
     Raises:
         SetupError: not root and no passwordless sudo, apt failed, or a binary is still
             missing afterwards.
     """
-    if any(find_binary(name) is None for name in BINARIES):
-        prefix = _privilege_prefix()
+    if any(find_binary(name) is None for name in binaries):
+        prefix = _privilege_prefix(packages)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        print(f"installing {' '.join(APT_PACKAGES)} with apt-get ...", flush=True)
+        print(f"installing {' '.join(packages)} with apt-get ...", flush=True)
         _apt([*prefix, "apt-get", "update"], env)
-        _apt([*prefix, "apt-get", "install", "-y", *APT_PACKAGES], env)
-    paths = {name: find_binary(name) for name in BINARIES}
+        _apt([*prefix, "apt-get", "install", "-y", *packages], env)
+    paths = {name: find_binary(name) for name in binaries}
     missing = [name for name, path in paths.items() if path is None]
     if missing:
         raise SetupError(f"still missing after apt-get install: {', '.join(missing)}")
     return {name: path for name, path in paths.items() if path is not None}
 
 
-def _privilege_prefix() -> list[str]:
+def _privilege_prefix(packages: Sequence[str]) -> list[str]:
     if os.geteuid() == 0:
         return []
     if shutil.which("sudo"):
         return ["sudo", "-n"]
     raise SetupError(
-        f"{', '.join(APT_PACKAGES)} must be installed and this is neither root nor has sudo"
+        f"{', '.join(packages)} must be installed and this is neither root nor has sudo"
     )
 
 

@@ -7,6 +7,7 @@ service method. The seed's API lives under ``/api/v1``; ``/healthz``, ``/metrics
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,9 +55,14 @@ def create_app(
             collector = ModelStatusCollector(services)
             registry.register(collector)
             app.state.services = services
+            # What start-up built lives as long as the service: out of the collector's
+            # sight, a full collection under load scans thousands of objects rather than
+            # a hundred thousand (a 100+ ms pause in every request's p99, issue 9).
+            gc.freeze()
             try:
                 yield
             finally:
+                gc.unfreeze()
                 registry.unregister(collector)
 
     app = FastAPI(
@@ -68,14 +74,16 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(RequestIdMiddleware)
+    # /healthz first: routes are matched in order, one by one, and liveness probes come
+    # often (issue 9: /healthz costs little more than a bare route).
     for router in (
+        system.router,
         status.router,
         downloads.router,
         health.router,
         revisions.router,
         storage.router,
         config.router,
-        system.router,
         ws.router,
     ):
         app.include_router(router)

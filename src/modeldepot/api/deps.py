@@ -16,34 +16,41 @@ from modeldepot.revisions.service import RevisionService
 from modeldepot.services import Services
 from modeldepot.store.service import StorageService
 
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency on a worker
+# thread, a thread hop per request for a dictionary lookup (issue 9).
 
-def get_services(request: Request) -> Services:
+
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def _availability(request: Request) -> AvailabilityService:
-    return get_services(request).availability
+async def get_services(request: Request) -> Services:
+    return _services(request)
 
 
-def _catalog(request: Request) -> CatalogService:
-    return get_services(request).catalog
+async def _availability(request: Request) -> AvailabilityService:
+    return _services(request).availability
 
 
-def _config(request: Request) -> ConfigService:
-    return get_services(request).config
+async def _catalog(request: Request) -> CatalogService:
+    return _services(request).catalog
 
 
-def _downloads(request: Request) -> DownloadService:
-    return get_services(request).downloads
+async def _config(request: Request) -> ConfigService:
+    return _services(request).config
 
 
-def _health(request: Request) -> HealthService:
-    return get_services(request).health
+async def _downloads(request: Request) -> DownloadService:
+    return _services(request).downloads
 
 
-def _storage(request: Request) -> StorageService:
-    return get_services(request).storage
+async def _health(request: Request) -> HealthService:
+    return _services(request).health
+
+
+async def _storage(request: Request) -> StorageService:
+    return _services(request).storage
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -55,15 +62,15 @@ DownloadsDep = Annotated[DownloadService, Depends(_downloads)]
 HealthDep = Annotated[HealthService, Depends(_health)]
 
 
-def _repairs(request: Request) -> RepairService:
-    return get_services(request).repairs
+async def _repairs(request: Request) -> RepairService:
+    return _services(request).repairs
 
 
 RepairsDep = Annotated[RepairService, Depends(_repairs)]
 
 
-def _revisions(request: Request) -> RevisionService:
-    return get_services(request).revisions
+async def _revisions(request: Request) -> RevisionService:
+    return _services(request).revisions
 
 
 RevisionsDep = Annotated[RevisionService, Depends(_revisions)]

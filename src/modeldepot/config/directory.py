@@ -17,7 +17,6 @@ the bits say no, yet not on a read-only mount), for ACLs and for NFS root squash
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import math
 import os
@@ -30,6 +29,7 @@ from typing import Any
 import anyio
 
 from modeldepot.errors import InvalidInput
+from modeldepot.singleflight import SingleFlight
 
 KEY = "storage.models_directory"
 PROBE_PREFIX = ".modeldepot-probe-"
@@ -116,7 +116,9 @@ class WriteProbe:
 
     Every call asks the file system (``statvfs``: a read-only mount, no free block), which
     is cheap; a probe file, which also catches permissions, ACLs and NFS squashing, is
-    created and removed at most once per ``interval`` seconds. All of it off the loop.
+    created and removed at most once per ``interval`` seconds. All of it off the loop, in
+    one hop to a worker thread; calls that arrive while a check runs share its answer (a
+    burst of ``/healthz`` requests costs one check, issue 9).
     """
 
     def __init__(self, directory: Path, *, interval: float = 1.0) -> None:
@@ -124,19 +126,28 @@ class WriteProbe:
         self._interval = interval
         self._probed_at = -math.inf
         self._probe_problem: str | None = None
-        self._lock = asyncio.Lock()
+        self._checking: SingleFlight[None, str | None] = SingleFlight("write-probe")
 
     async def problem(self) -> str | None:
         """Why the directory refuses writes (errno's text), or None when it takes them."""
-        async with self._lock:
-            mounted = await anyio.to_thread.run_sync(_mount_problem, self._directory)
-            if mounted is not None:
-                return mounted
-            if time.monotonic() - self._probed_at >= self._interval:
-                error = await anyio.to_thread.run_sync(write_problem, self._directory)
-                self._probe_problem = _reason(error) if error is not None else None
-                self._probed_at = time.monotonic()
-            return self._probe_problem
+        return await self._checking.run(None, self._check)
+
+    async def _check(self) -> str | None:
+        probe = time.monotonic() - self._probed_at >= self._interval
+        mounted, error = await anyio.to_thread.run_sync(_check_blocking, self._directory, probe)
+        if mounted is not None:
+            return mounted
+        if probe:
+            self._probe_problem = _reason(error) if error is not None else None
+            self._probed_at = time.monotonic()
+        return self._probe_problem
+
+
+def _check_blocking(directory: Path, probe: bool) -> tuple[str | None, OSError | None]:
+    mounted = _mount_problem(directory)
+    if mounted is not None or not probe:
+        return mounted, None
+    return None, write_problem(directory)
 
 
 def _mount_problem(directory: Path) -> str | None:
