@@ -56,14 +56,13 @@ from modeldepot.downloads.sources import (
     SourcePolicy,
     SourceRefused,
     auth_headers,
-    refusal,
+    response_refusal,
 )
 from modeldepot.errors import (
     ChecksumMismatch,
     DepotError,
     RedirectError,
     TransferInterrupted,
-    UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
@@ -279,7 +278,7 @@ class SmallFile:
 
     def _check_answer(self, response: http.client.HTTPResponse, request: LinkRequest) -> None:
         if response.status >= 400:
-            raise self._refusal(response, request)
+            raise response_refusal(request, response, what=self.source.what)
         if response.status != 200:
             raise UpstreamProtocolError(
                 f"{self.source.what}: unexpected answer {response.status}",
@@ -288,18 +287,6 @@ class SmallFile:
         self._check_declared_size(response.headers.get("content-length"))
         if (response.headers.get("content-encoding") or "identity") != "identity":
             raise UpstreamProtocolError(f"{self.source.what}: unexpected content encoding")
-
-    def _refusal(
-        self, response: http.client.HTTPResponse, request: LinkRequest
-    ) -> UpstreamError | SourceRefused:
-        def peek(limit: int) -> bytes:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                return response.read(limit)
-            return b""
-
-        return refusal(
-            request, response.status, response.headers, what=self.source.what, read_body=peek
-        )
 
     def _check_declared_size(self, declared: str | None) -> None:
         if declared is not None and declared.isdigit() and int(declared) != self.target.size:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
@@ -372,6 +373,19 @@ def refusal(
     if refusal_may_be_expiry(status, headers, body):
         return SourceRefused(error, generation=request.generation)
     return error
+
+
+def response_refusal(
+    request: LinkRequest, response: http.client.HTTPResponse, *, what: str
+) -> UpstreamError | SourceRefused:
+    """:func:`refusal` for a blocking ``http.client`` answer (body peeked only for a 400)."""
+
+    def peek(limit: int) -> bytes:
+        with contextlib.suppress(OSError, http.client.HTTPException):
+            return response.read(limit)
+        return b""
+
+    return refusal(request, response.status, response.headers, what=what, read_body=peek)
 
 
 def host_of(url: str) -> str:

@@ -60,14 +60,13 @@ from modeldepot.downloads.sources import (
     SourcePolicy,
     SourceRefused,
     auth_headers,
-    refusal,
     resolve,
+    response_refusal,
 )
 from modeldepot.errors import (
     ChecksumMismatch,
     DepotError,
     TransferInterrupted,
-    UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
@@ -508,7 +507,7 @@ class FileFetch:
         if status == 200 and single:
             return
         if status != 206:
-            raise self._refusal(response, request)
+            raise response_refusal(request, response, what=self.file.path)
         content_range = headers.get("content-range") or ""
         match = _CONTENT_RANGE.match(content_range)
         if (
@@ -523,18 +522,6 @@ class FileFetch:
             )
         if (headers.get("content-encoding") or "identity") != "identity":
             raise UpstreamProtocolError(f"{self.file.path}: unexpected content encoding")
-
-    def _refusal(
-        self, response: http.client.HTTPResponse, request: LinkRequest
-    ) -> UpstreamError | SourceRefused:
-        def peek(limit: int) -> bytes:
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                return response.read(limit)
-            return b""
-
-        return refusal(
-            request, response.status, response.headers, what=self.file.path, read_body=peek
-        )
 
 
 def _path_key(url: str, path: str) -> str:
