@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from modeldepot.cli.main import app
-from modeldepot.testing import LocalHub, Status, Throttle, demo_repo_files, write_random_file
+from modeldepot.testing import LocalHub, Stall, Status, Throttle, demo_repo_files, write_random_file
 from tests.cli.test_cli import free_port
 from tests.live_server import LiveServer, live_server
 from tests.support import SettingsFactory, hub_entry
@@ -209,7 +209,9 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
     big = write_random_file(tmp_path / "big.bin", 2_000_000, seed=9)
     files: dict[str, bytes | Path] = {"config.json": b"{}", "model.safetensors": big}
     commit = local_hub.create_repo(REPO, files)
-    throttle = local_hub.faults.add(Throttle(bytes_per_second=1_000_000), server="cdn")
+    # The first range request gets no byte (for ten minutes, far beyond the test): the pull
+    # cannot finish before Ctrl-C however fast the machine, while the other segments land.
+    local_hub.faults.add(Stall(after_bytes=0, seconds=600), server="cdn", method="GET", times=1)
     env = cli_env(tmp_path, hub=local_hub, models={MODEL: REPO})
     # Segments of 512 KiB (a file within one segment restarts from 0 after a stop, by
     # design) and frequent checkpoints, so there is a durable one to resume from.
@@ -232,7 +234,6 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
     assert process.returncode == 130, stderr
     assert b"resume" in stderr
 
-    local_hub.faults.remove(throttle)
     local_hub.requests.clear()
     result = invoke(["pull", MODEL, "--json"], env)
 
