@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from modeldepot.cli.main import app
-from modeldepot.testing import LocalHub, Stall, Status, Throttle, demo_repo_files, write_random_file
+from modeldepot.testing import LocalHub, Status, Throttle, demo_repo_files, write_random_file
 from tests.cli.test_cli import free_port
 from tests.live_server import LiveServer, live_server
 from tests.support import SettingsFactory, hub_entry
@@ -209,13 +209,18 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
     big = write_random_file(tmp_path / "big.bin", 2_000_000, seed=9)
     files: dict[str, bytes | Path] = {"config.json": b"{}", "model.safetensors": big}
     commit = local_hub.create_repo(REPO, files)
-    # The first range request gets no byte (for ten minutes, far beyond the test): the pull
-    # cannot finish before Ctrl-C however fast the machine, while the other segments land.
-    local_hub.faults.add(Stall(after_bytes=0, seconds=600), server="cdn", method="GET", times=1)
+    # 100 kB/s per connection: the 2 MB take at least 5 s over the four segments, and
+    # Ctrl-C comes once a quarter is durable (after about 1.3 s).
+    local_hub.faults.add(Throttle(bytes_per_second=100_000), server="cdn", method="GET")
     env = cli_env(tmp_path, hub=local_hub, models={MODEL: REPO})
     # Segments of 512 KiB (a file within one segment restarts from 0 after a stop, by
-    # design) and frequent checkpoints, so there is a durable one to resume from.
-    env |= {"MODELDEPOT_MIN_SEGMENT_MB": "0.5", "MODELDEPOT_CHECKPOINT_INTERVAL_SECONDS": "0.05"}
+    # design) and frequent checkpoints, so there is a durable one to resume from. A pull
+    # that does not stop on Ctrl-C dumps its threads (faulthandler, on SIGABRT).
+    env |= {
+        "MODELDEPOT_MIN_SEGMENT_MB": "0.5",
+        "MODELDEPOT_CHECKPOINT_INTERVAL_SECONDS": "0.05",
+        "PYTHONFAULTHANDLER": "1",
+    }
     command = [sys.executable, "-m", "modeldepot", "pull", MODEL]
 
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -226,7 +231,12 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
             assert time.monotonic() < deadline
             time.sleep(0.02)
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=20)
+        try:
+            _, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stderr = process.communicate(timeout=20)
+            raise AssertionError(f"Ctrl-C did not stop the pull:\n{stderr.decode()}") from None
     finally:
         if process.poll() is None:
             process.kill()
@@ -234,6 +244,7 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
     assert process.returncode == 130, stderr
     assert b"resume" in stderr
 
+    local_hub.faults.clear()
     local_hub.requests.clear()
     result = invoke(["pull", MODEL, "--json"], env)
 

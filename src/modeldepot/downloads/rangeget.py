@@ -137,6 +137,14 @@ class Connection:
             self._conn = _connect(origin, timeout)
             self._origin = origin
         try:
+            if self._conn.sock is None:
+                self._conn.connect()
+            # abort() shuts down the socket it finds; one that came before the socket
+            # existed left only the flag: heed it here, or a silent server holds this
+            # thread until the stall timeout.
+            if self.stop.is_set():
+                self.close()
+                raise Aborted
             self._conn.request("GET", path, headers=dict(headers))
             self._response = self._conn.getresponse()
         except (OSError, http.client.HTTPException):
