@@ -174,7 +174,8 @@ class AvailabilityService:
                 self._refresh_wanted.clear()
                 await finish(self._batches.run(None, self._observe_all))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._refresh_wanted.wait(), interval_seconds)
+                    async with asyncio.timeout(interval_seconds):
+                        await self._refresh_wanted.wait()
         finally:
             self._watching = False
 

@@ -258,7 +258,8 @@ class InProcessDownloads:
 
     async def wait_for_news(self, at_most: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._next_event_about_model(), at_most)
+            async with asyncio.timeout(at_most):
+                await self._next_event_about_model()
 
     async def _next_event_about_model(self) -> None:
         while (event := await self._events.get()) is not None:

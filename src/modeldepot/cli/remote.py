@@ -198,5 +198,6 @@ class EventFeed:
     async def wait(self, at_most: float) -> None:
         """Return at the next event about the model, or after ``at_most`` seconds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._news.wait(), at_most)
+            async with asyncio.timeout(at_most):
+                await self._news.wait()
         self._news.clear()

@@ -346,7 +346,8 @@ class FileFetch:
         discarded)."""
         while not done.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), self.ctx.settings.checkpoint_interval)
+                async with asyncio.timeout(self.ctx.settings.checkpoint_interval):
+                    await done.wait()
             if done.is_set():
                 return
             hasher.advance(self.plan.contiguous_prefix())

@@ -437,7 +437,8 @@ class RevisionService:
             self._wake.clear()
             await finish(self.sweep())  # a stop waits for a sweep under way
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), interval_seconds)
+                async with asyncio.timeout(interval_seconds):
+                    await self._wake.wait()
 
     async def on_config_change(self, keys: frozenset[str]) -> None:
         if "storage.revision_grace_hours" in keys:

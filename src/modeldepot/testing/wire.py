@@ -104,7 +104,8 @@ class Exchange:
         if seconds <= 0:
             return self.closing.is_set()
         try:
-            await asyncio.wait_for(self.closing.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self.closing.wait()
         except TimeoutError:
             return False
         return True
