@@ -223,7 +223,15 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
     }
     command = [sys.executable, "-m", "modeldepot", "pull", MODEL]
 
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # As at a terminal: a test run started in the background by a shell without job
+        # control inherits SIGINT ignored, and Python then never sees Ctrl-C.
+        preexec_fn=_sigint_default,
+    )
     try:
         deadline = time.monotonic() + 20
         while checkpointed_bytes(tmp_path / "models") < 500_000:  # a quarter is durable
@@ -252,6 +260,10 @@ def test_ctrl_c_leaves_the_download_to_resume_at_the_next_pull(
     assert json_line(result)["status"] == "COMPLETED"
     assert_in_hub_cache(tmp_path / "models", commit, files)
     assert local_hub.requests.bytes_sent(server="cdn") < 2_000_000  # resumed, not restarted
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def checkpointed_bytes(models_dir: Path) -> int:
