@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from modeldepot.blocking import finish, run
+from modeldepot.blocking import finish, run, run_abortable
 
 
 async def test_a_cancelled_caller_waits_for_the_work_then_is_cancelled() -> None:
@@ -81,3 +81,27 @@ async def test_a_thread_is_outlasted_even_when_the_caller_is_cancelled_twice() -
     with pytest.raises(asyncio.CancelledError):
         await task
     assert steps == ["thread done", "caller cleans up"]
+
+
+async def test_run_abortable_aborts_the_worker_then_waits_for_it() -> None:
+    steps: list[str] = []
+    started = threading.Event()
+    stop = threading.Event()  # what abort() sets: a blocked read that returns at once
+
+    def blocking_read() -> None:
+        started.set()
+        stop.wait(60)
+        steps.append("worker returned")
+
+    def abort() -> None:
+        steps.append("aborted")
+        stop.set()
+
+    with ThreadPoolExecutor(1) as executor:
+        task = asyncio.create_task(run_abortable(executor, abort, blocking_read))
+        await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    assert steps == ["aborted", "worker returned"]  # the thread ended before the cancel

@@ -39,6 +39,27 @@ async def run(
         raise
 
 
+async def run_abortable(
+    executor: Executor,
+    abort: Callable[[], None],
+    function: Callable[P, T],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """``run`` for a blocking read that can be cut short: on cancellation ``abort()`` is
+    called first (it must make the worker return soon, e.g. by shutting its socket down),
+    then the worker is waited out as ``run`` does."""
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(executor, functools.partial(function, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        abort()
+        await outlast(future)  # what the worker uses is closed only after this
+        raise
+
+
 async def finish(work: Coroutine[Any, Any, T]) -> T:
     """Await ``work``; if the caller is cancelled meanwhile, let it finish first, then
     let the cancellation through. Only for work that ends by itself soon."""

@@ -28,7 +28,7 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        # clock and sleep are injectable so tests can run the bucket on simulated time.
+        # The clock and the sleep are parameters: the bucket runs on any time source.
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()

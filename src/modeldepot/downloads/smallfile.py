@@ -27,7 +27,6 @@ the hub, which signs a fresh one, before the refusal is believed (44).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import http.client
 import threading
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
-from modeldepot.blocking import outlast, run
+from modeldepot.blocking import run, run_abortable
 from modeldepot.downloads.hashing import new_hasher
 from modeldepot.downloads.limiter import TokenBucket, take_all
 from modeldepot.downloads.rangeget import (
@@ -176,20 +175,14 @@ class SmallFile:
         bytes stop counting as progress."""
         self.segment = Segment(0, self.target.size)
         attempt = _Attempt()
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self._fetch_blocking, attempt
-        )
         try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            attempt.abort()
-            await outlast(future)  # the connection is closed after this: never under the thread
-            raise
+            return await run_abortable(self._executor, attempt.abort, self._fetch_blocking, attempt)
         except Aborted as exc:
+            self.segment = Segment(0, self.target.size)
             raise TransferInterrupted(f"{self.source.what}: connection aborted") from exc
-        finally:
-            if future.cancelled() or future.exception() is not None:
-                self.segment = Segment(0, self.target.size)
+        except BaseException:
+            self.segment = Segment(0, self.target.size)  # a next attempt starts at byte 0
+            raise
 
     # --- worker thread ---------------------------------------------------------------
 

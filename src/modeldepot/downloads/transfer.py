@@ -40,7 +40,7 @@ from typing import Any
 
 import httpx
 
-from modeldepot.blocking import outlast, run
+from modeldepot.blocking import run, run_abortable
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.downloads.hashing import TrailingHasher
 from modeldepot.downloads.limiter import TokenBucket, take_all
@@ -407,21 +407,17 @@ class FileFetch:
             if etag and not etag.startswith("W/"):
                 headers["If-Range"] = etag
         conn.stop.clear()
-        future = asyncio.get_running_loop().run_in_executor(
-            self.ctx.executor,
-            self._fetch_blocking,
-            request,
-            headers,
-            segment,
-            conn,
-            (etag, single),
-        )
         try:
-            await asyncio.shield(future)
-        except asyncio.CancelledError:
-            conn.abort()
-            await outlast(future)  # the connection is closed after this: never under the thread
-            raise
+            await run_abortable(
+                self.ctx.executor,
+                conn.abort,
+                self._fetch_blocking,
+                request,
+                headers,
+                segment,
+                conn,
+                (etag, single),
+            )
         except Aborted as exc:
             raise TransferInterrupted(f"{self.file.path}: connection aborted") from exc
 
