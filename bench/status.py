@@ -42,7 +42,8 @@ from dlbench.system import SetupError, child_env, ensure_binaries, machine_facts
 from modeldepot.testing import LocalHub, Throttle, demo_repo_files, write_random_file
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
-STATUS_PATH = "/api/v1/models/status/detailed"
+# The largest page a client can ask for (issue 10 pages lists; the default is 20 models).
+STATUS_PATH = "/api/v1/models/status/detailed?limit=100"
 BIG_MODEL = "status-big"
 BIG_REPO = "bench/status-big"
 BIG_SIZE = 128 * 1024 * 1024

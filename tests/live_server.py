@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import logging
 import socket
 import threading
 import time
@@ -29,6 +28,7 @@ import httpx
 import uvicorn
 
 from modeldepot.api.app import create_app
+from modeldepot.api.server import DEFAULT_HEADER_TIMEOUT_S, uvicorn_config
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.services import Services
 from modeldepot.settings import Settings
@@ -80,12 +80,14 @@ def live_server(
     entries: Iterable[CatalogEntry] = (),
     include_builtin: bool = False,
     send_buffer_bytes: int | None = None,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
 ) -> Iterator[LiveServer]:
     """Serve ``create_app(settings, extra_entries=entries)`` until the block ends.
 
     ``send_buffer_bytes`` caps the kernel's send buffer of every connection (inherited
     from the listening socket), so a client that stops reading blocks the server after
-    kilobytes instead of the megabytes loopback autotuning allows.
+    kilobytes instead of the megabytes loopback autotuning allows. ``header_timeout``: the
+    seconds a client has to send a request's headers (``modeldepot.api.server``).
 
     Raises:
         RuntimeError: the server did not start (its error chained) or did not stop in time.
@@ -93,17 +95,14 @@ def live_server(
     app = create_app(settings, extra_entries=tuple(entries), include_builtin=include_builtin)
     sock = _listening_socket(send_buffer_bytes)
     host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            lifespan="on",
-            log_config=None,
-            log_level=logging.WARNING,
-            access_log=False,
-            timeout_graceful_shutdown=3,
-            ws_ping_interval=None,
-        )
+    # The configuration ``serve`` runs, with two changes for tests: a bounded shutdown,
+    # and no WebSocket pings (a test's deliberately stuck client would not answer them).
+    config = uvicorn_config(
+        app, settings, log_config=None, log_level="warning", header_timeout=header_timeout
     )
+    config.timeout_graceful_shutdown = 3
+    config.ws_ping_interval = None
+    server = uvicorn.Server(config)
     runner = _Runner(server, sock)
     runner.start()
     try:
@@ -165,7 +164,8 @@ def _wait_healthy(url: str, runner: _Runner) -> None:
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline and runner.alive:
             with contextlib.suppress(httpx.TransportError):
-                if client.get(url).status_code == 200:
+                # 401: up, and requiring API keys (auth_required)
+                if client.get(url).status_code in (200, 401):
                     return
             time.sleep(0.02)
     raise RuntimeError(f"{url} never answered")

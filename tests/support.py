@@ -42,7 +42,7 @@ async def run_app(
         if resolve:
             await services.catalog.refresh_all()
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield RunningApp(client=client, services=services)
 
 

@@ -134,7 +134,8 @@ class Service:
 
     def _answers(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
-            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+            # 401: up, and asking for a key (auth_required)
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code in (200, 401)
         return False
 
     def __exit__(self, *_exc: object) -> None:
@@ -294,6 +295,39 @@ def test_the_readme_runs_as_written_against_the_demo(tmp_path: Path) -> None:
     with Service(demo, env, tmp_path / "demo-again.log") as service:
         body = httpx.get(f"{service.base_url}/api/v1/models/status/detailed/tiny-ti2v").json()
         assert body["availability_status"] == "AVAILABLE", body
+    check_log(service.logs())
+
+
+def test_the_security_section_runs_with_keys_on(tmp_path: Path) -> None:
+    """The section's commands, against the service started as it says (keys required)."""
+    port = free_port()
+    env = user_env(tmp_path, port)
+    (block,) = [b for b in readme_blocks() if b.section == "Security" and b.language == "bash"]
+    tour = [c.replace("localhost:8000", f"localhost:{port}") for c in commands(block.body)]
+    tour.insert(0, 'export PATH="$PWD/.venv/bin:$PATH"')  # as the tour's first block does
+    keys_on = env | {
+        "MODELDEPOT_AUTH_REQUIRED": "true",
+        "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}",  # nothing listens: no network
+    }
+    with Service("bash scripts/serve", keys_on, tmp_path / "serve.log") as service:
+        api = f"{service.base_url}/api/v1"
+        refused = httpx.get(f"{api}/models/status/detailed")
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "UNAUTHORIZED"
+        outcomes = run_in_one_shell(tour, keys_on, tmp_path)
+        for outcome in outcomes:
+            judge(outcome, service.logs())
+        answers = [o for o in outcomes if o.command.startswith("curl")]
+        assert [json.loads(o.stdout) for o in answers] == [3]  # the three built-in models
+        (admin,) = [o for o in outcomes if "--role admin" in o.command]
+        key = admin.stdout.strip().splitlines()[-1]
+        audit = httpx.get(f"{api}/audit", headers={"Authorization": f"Bearer {key}"}).json()
+        actions = [(entry["action"], entry["target"]) for entry in audit["data"]]
+        assert actions == [
+            ("keys create", "laptop"),
+            ("keys create", "dashboard"),
+            ("keys revoke", "dashboard"),
+        ]
     check_log(service.logs())
 
 

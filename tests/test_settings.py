@@ -117,6 +117,12 @@ OUT_OF_RANGE: dict[str, list[str]] = {
     "downloads.max_connections": ["0", "257"],
     "health_monitoring.check_interval_hours": ["0", "8761"],
     "health_monitoring.full_check_interval_hours": ["1e-300", "1e300"],
+    "max_request_body_mb": ["0", "1e-300", "1001"],
+    "request_header_timeout_seconds": ["0", "0.05", "601"],
+    "request_body_timeout_seconds": ["0", "0.05", "3601"],
+    "rate_limits.default_per_minute": ["0", "-1", "100001"],
+    "rate_limits.downloads_per_minute": ["0", "100001", "1e300"],
+    "rate_limits.admin_per_minute": ["0", "100001"],
 }
 
 

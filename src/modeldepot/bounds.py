@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import Field, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic import BeforeValidator, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, Strict
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -90,3 +90,14 @@ BandwidthLimitMbps = Annotated[
     ),
     ZeroOrBetween(low=BANDWIDTH_MIN_MBPS, high=BANDWIDTH_MAX_MBPS, zero_means="unlimited"),
 ]
+
+
+def _whole(value: Any) -> Any:
+    """A float with no fraction is that integer: JSON Schema's ``integer`` includes 11.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+StrictMaxRetries = Annotated[MaxRetries, Strict(), BeforeValidator(_whole)]
+"""``MaxRetries`` in a request body: a JSON integer (11 or 11.0), never "11", 11.5 or true."""

@@ -7,7 +7,7 @@ Alembic migrations in ``modeldepot/migrations``; start-up upgrades to head.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import ColumnElement, DateTime, MetaData, Select, TypeDecorator, event, func, select
 from sqlalchemy.engine import Connection, Dialect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute
 
 from modeldepot.errors import ConfigError, StorageError
 
@@ -133,3 +133,34 @@ async def open_database(
         yield async_sessionmaker(engine, expire_on_commit=False)
     finally:
         await engine.dispose()
+
+
+Sortable = ColumnElement[Any] | InstrumentedAttribute[Any]
+
+
+def sort_order(column: Sortable, *, descending: bool, tie: Sortable) -> list[ColumnElement[Any]]:
+    """The one ordering convention of every paged list: ``column`` with nulls last in
+    ascending order and first in descending order, then ``tie`` ascending."""
+    primary = column.desc().nulls_first() if descending else column.asc().nulls_last()
+    return [primary, tie.asc()]
+
+
+async def select_page(
+    session: AsyncSession,
+    statement: Select[Any],
+    *,
+    order_by: Sequence[ColumnElement[Any]],
+    offset: int,
+    limit: int,
+) -> tuple[list[Any], int]:
+    """One page of ``statement``'s rows in SQL (its own ORDER BY replaced by ``order_by``,
+    then OFFSET and LIMIT) and the count of all its rows.
+
+    A statement selecting one thing (``select(Row)`` or one column) gives those things,
+    any other the rows.
+    """
+    unordered = statement.order_by(None)
+    total = await session.scalar(select(func.count()).select_from(unordered.subquery()))
+    result = await session.execute(unordered.order_by(*order_by).offset(offset).limit(limit))
+    rows = result.scalars().all() if len(statement.column_descriptions) == 1 else result.all()
+    return list(rows), int(total or 0)

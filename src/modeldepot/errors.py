@@ -243,3 +243,26 @@ class RedirectError(UpstreamError):
 class TransferInterrupted(UpstreamError):
     code = "TRANSFER_INTERRUPTED"
     status = 503
+
+
+class Unauthorized(DepotError):
+    """No API key, or one that is unknown or revoked, where keys are required (401)."""
+
+    code = "UNAUTHORIZED"
+    status = 401
+
+
+class Forbidden(DepotError):
+    """The request is refused whoever sends it (403): the key's role does not allow the
+    action, or the Host or Origin is not this service's."""
+
+    code = "FORBIDDEN"
+    status = 403
+
+
+class KeyNotFound(NotFound):
+    code = "KEY_NOT_FOUND"
+
+
+class KeyExists(Conflict):
+    code = "KEY_EXISTS"

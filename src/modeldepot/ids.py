@@ -1,8 +1,13 @@
-"""Validated identifiers: model ids, hub repo ids, revisions, digests and relative file paths.
+"""Validated identifiers: model ids, hub repo ids, revisions, digests and relative file paths,
+and the ids of health checks and repairs.
 
 Everything that later becomes part of a filesystem path passes through here first, so a
 hostile value is refused before any path is built (RELIABILITY.md items 1-3: ``../`` ids,
 absolute or UNC ``rfilename`` values, digests that are not exactly hex).
+
+The ``*_PATTERN`` constants are also what the OpenAPI document publishes for these ids, so
+a client (or a fuzzer, RELIABILITY.md 39) knows the rule before it is refused by it. They
+are matched whole (``fullmatch``), as JSON Schema's ``$`` means: no trailing newline.
 """
 
 from __future__ import annotations
@@ -11,18 +16,24 @@ import hashlib
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
-from modeldepot.errors import InvalidModelId, UnsafePath
+from modeldepot.errors import InvalidCheckId, InvalidModelId, InvalidRepairId, UnsafePath
 
 MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)
+CHECK_ID_PATTERN = r"^check_[0-9a-f]{16}$"
+_CHECK_ID_RE = re.compile(CHECK_ID_PATTERN)
+REPAIR_ID_PATTERN = r"^repair_[0-9a-f]{16}$"
+_REPAIR_ID_RE = re.compile(REPAIR_ID_PATTERN)
 # The hub's own rule: one or two segments of [\w.-], no "--" and no ".." (huggingface_hub's
 # validate_repo_id); we are stricter on characters so a repo id is always a safe path part.
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_GIT_SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+COMMIT_PATTERN = r"^[0-9a-f]{40}$"
+"""A hub commit: 40 lowercase hex digits (a git sha1)."""
+_GIT_SHA1_RE = re.compile(COMMIT_PATTERN)
 DIGEST_ALGORITHMS = ("sha256", "gitsha1")
 
 
@@ -48,7 +59,39 @@ def _model_id_for_pydantic(value: str) -> str:
         raise ValueError(exc.message) from exc
 
 
-ModelId = Annotated[str, AfterValidator(_model_id_for_pydantic)]
+ModelId = Annotated[
+    str,
+    AfterValidator(_model_id_for_pydantic),
+    # Published, not enforced by pydantic: the validator above refuses with our message.
+    Field(json_schema_extra={"pattern": MODEL_ID_PATTERN}),
+]
+"""A model id in a request or response body; its JSON schema carries the id rule."""
+
+
+def validate_check_id(value: str) -> str:
+    """Return ``value`` if it is a health check id (``check_`` and 16 hex digits).
+
+    Raises:
+        InvalidCheckId: anything else (never used in a query then).
+    """
+    if _CHECK_ID_RE.fullmatch(value) is None:
+        raise InvalidCheckId(
+            "Check ids look like check_ followed by 16 hex digits", details={"check_id": value}
+        )
+    return value
+
+
+def validate_repair_id(value: str) -> str:
+    """Return ``value`` if it is a repair id (``repair_`` and 16 hex digits).
+
+    Raises:
+        InvalidRepairId: anything else (never used in a query then).
+    """
+    if _REPAIR_ID_RE.fullmatch(value) is None:
+        raise InvalidRepairId(
+            "A repair id is 'repair_' and 16 hex digits", details={"repair_id": value}
+        )
+    return value
 
 
 def validate_repo_id(value: str) -> str:

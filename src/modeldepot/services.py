@@ -18,6 +18,8 @@ import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modeldepot.auth.audit import AuditLog
+from modeldepot.auth.keys import KeyStore
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.builtin import BUILTIN_CATALOG
 from modeldepot.catalog.hubclient import install_guarded_client
@@ -65,6 +67,8 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     models_dir: Path
     models_dir_probe: WriteProbe
+    keys: KeyStore
+    audit: AuditLog
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     instance: InstanceLease | None = None
@@ -261,6 +265,8 @@ async def _build(
         sessions=sessions,
         models_dir=models_dir,
         models_dir_probe=WriteProbe(models_dir),
+        keys=KeyStore(sessions),
+        audit=AuditLog(sessions),
     )
     _wire(services)
     return services

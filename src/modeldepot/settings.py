@@ -7,7 +7,8 @@ hub's own variables are honoured the way huggingface_hub honours them: ``HF_ENDP
 ``HF_TOKEN`` (else the token file ``hf auth login`` writes), ``HF_HUB_CACHE`` /
 ``HF_HOME`` for the default models directory and ``HF_HUB_OFFLINE``.
 
-The four sections ``storage``, ``downloads``, ``features`` and ``health_monitoring`` are
+The sections ``storage``, ``downloads``, ``features``, ``health_monitoring`` and
+``rate_limits`` are
 the runtime configuration served by ``GET /config/current``; ``PUT /config/update`` changes
 them live and persists the change in the data directory (see ``modeldepot.config``).
 """
@@ -43,6 +44,8 @@ from modeldepot.errors import ConfigError
 _config_file: ContextVar[Path | None] = ContextVar("modeldepot_config_file", default=None)
 
 _NO_CONTROL_CHARS = r"^[^\x00-\x1f\x7f]*$"
+_HOST_NAME = r"^(\*|[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$"
+_ORIGIN = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$"
 HOURS_PER_YEAR = 24 * 365
 MINUTES_PER_YEAR = 60 * HOURS_PER_YEAR
 
@@ -123,6 +126,34 @@ class HealthMonitoringConfig(_Section):
         description="Hours after which a model's next check is a full one: 0.01 to 8760",
     )
     auto_repair_enabled: bool = False
+
+
+class RateLimitsConfig(_Section):
+    """Requests per minute per client (its API key, else its address), in one of three
+    buckets: download actions, admin actions, everything else (see ``modeldepot.api.access``)."""
+
+    enabled: bool = Field(default=True, description="Apply the limits below")
+    default_per_minute: int = Field(
+        default=60, ge=1, le=100_000, description="Most requests, per minute: 1 to 100,000"
+    )
+    downloads_per_minute: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Download actions (POST /models/download/manage), per minute: 1 to 100,000",
+    )
+    admin_per_minute: int = Field(
+        default=30,
+        ge=1,
+        le=100_000,
+        description="Admin actions (configuration, repair, update, rollback, keys, audit), "
+        "per minute: 1 to 100,000",
+    )
+    exempt_loopback: bool = Field(
+        default=True,
+        description="Clients on this machine (127.0.0.0/8, ::1) are not limited, so local "
+        "apps and the dashboard are never throttled",
+    )
 
 
 def default_models_dir() -> Path:
@@ -250,10 +281,51 @@ class Settings(BaseSettings):
         description="Performance check: bytes read per file at most, MB (10^6 bytes): 1 to 10,000",
     )
 
+    auth_required: bool = Field(
+        default=False,
+        description="Every request needs an API key (Authorization: Bearer); keys come "
+        "from `modeldepot keys create NAME --role admin|user|read`",
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Allow listening on a non-loopback address without API keys (only on "
+        "a network where everyone may change the configuration and delete models)",
+    )
+    allowed_hosts: list[Annotated[str, Field(pattern=_HOST_NAME, max_length=253)]] = Field(
+        default_factory=list,
+        description="Host header values (names or addresses, without port) accepted besides "
+        "loopback ones; '*' accepts any. Default: on a loopback bind only localhost, "
+        "*.localhost, 127.0.0.0/8 and ::1 (a DNS-rebinding defence); on another bind any",
+    )
+    cors_origins: list[Annotated[str, Field(pattern=_ORIGIN, max_length=300)]] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port]) allowed to call the API from a "
+        "browser, besides the service's own; default none",
+    )
+    max_request_body_mb: float = Field(
+        default=1,
+        ge=0.001,
+        le=1000,
+        description="Largest request body, MB (10^6 bytes): 0.001 to 1000; more is 413",
+    )
+    request_header_timeout_seconds: float = Field(
+        default=10,
+        ge=0.1,
+        le=600,
+        description="A client must send a request's headers within this, 0.1 to 600 s",
+    )
+    request_body_timeout_seconds: float = Field(
+        default=30,
+        ge=0.1,
+        le=3600,
+        description="A client must send a request's body within this, 0.1 to 3600 s (408)",
+    )
+
     storage: StorageConfig = Field(default_factory=StorageConfig)
     downloads: DownloadsConfig = Field(default_factory=DownloadsConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     health_monitoring: HealthMonitoringConfig = Field(default_factory=HealthMonitoringConfig)
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
 
     @field_validator("hf_endpoint")
     @classmethod

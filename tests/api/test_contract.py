@@ -62,7 +62,7 @@ START = {"model_id": "tiny", "action": "start"}
 UPDATE = "/api/v1/models/revisions/tiny/update"
 NOT_STRICT: list[tuple[str, dict[str, Any], str]] = [
     (MANAGE, {**START, "max_retries": "3"}, "max_retries"),
-    (MANAGE, {**START, "max_retries": 3.0}, "max_retries"),
+    (MANAGE, {**START, "max_retries": 3.5}, "max_retries"),  # 3.0 is the integer 3
     (MANAGE, {**START, "max_retries": True}, "max_retries"),
     (MANAGE, {**START, "bandwidth_limit_mbps": "50"}, "bandwidth_limit_mbps"),
     (MANAGE, {**START, "bandwidth_limit_mbps": False}, "bandwidth_limit_mbps"),

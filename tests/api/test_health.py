@@ -43,7 +43,7 @@ async def test_health_before_and_after_checks(
     snapshot = install(local_hub, settings.models_dir)
     async with run_app(settings, entries=ENTRIES) as app:
         before = (await app.client.get("/api/v1/models/health")).json()
-        assert set(before) == {"models", "system_health"}
+        assert set(before) == {"models", "system_health", "pagination"}
         assert set(before["system_health"]) == SYSTEM_FIELDS
         tiny = before["models"]["tiny-video"]
         assert set(tiny) == HEALTH_FIELDS

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from huggingface_hub import snapshot_download
 
-from modeldepot.availability.schemas import DetailedStatusResponse
+from modeldepot.api.routes.status import DetailedStatusPage
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.testing import LocalHub, demo_repo_files, write_random_file
@@ -61,14 +61,15 @@ async def test_the_listing_is_the_schema_serialisation_of_every_status(
             model_id: (await app.client.get(f"{LISTING}/{model_id}")).json()
             for model_id in ("installed", "partial", "missing")
         }
-        expected = (await app.services.availability.detailed()).model_dump(mode="json")
+        detailed = (await app.services.availability.detailed()).model_dump(mode="json")
 
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/json"
     assert first.content == again.content
     body = first.json()
-    assert body == expected
-    assert DetailedStatusResponse.model_validate_json(first.content).model_dump(mode="json") == body
+    pagination = {"page": 1, "limit": 20, "total": 6, "pages": 1}
+    assert body == {**detailed, "pagination": {**pagination, "has_next": False, "has_prev": False}}
+    assert DetailedStatusPage.model_validate_json(first.content).model_dump(mode="json") == body
     ours = {m: body["models"][m] for m in singles}
     statuses = {m: s["availability_status"] for m, s in ours.items()}
     assert statuses == {"installed": "AVAILABLE", "partial": "PARTIAL", "missing": "MISSING"}

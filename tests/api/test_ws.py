@@ -11,6 +11,7 @@ import contextlib
 import gc
 import itertools
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,8 +25,11 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
+from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from modeldepot.api.routes.ws import parse_command
+from modeldepot.errors import InvalidInput
 from modeldepot.events import PROGRESS_HZ, DownloadProgress, Event, ModelAvailabilityChange
 from modeldepot.services import Services
 from modeldepot.testing import LocalHub, Throttle, write_random_file
@@ -96,6 +100,13 @@ class Listener:
     async def subscribe(self, **selection: list[str]) -> None:
         await self.send({"action": "subscribe", **selection})
         await self.wait_for(lambda m: m["type"] == "subscribed")
+
+    async def closed(self) -> int:
+        """Wait until the server closes the connection; return its close code."""
+        await asyncio.wait_for(self._reader, WAIT_S)
+        code = self.websocket.close_code
+        assert code is not None
+        return code
 
     async def stop(self) -> None:
         await self.websocket.close()
@@ -225,6 +236,137 @@ async def test_an_invalid_command_gets_an_error_message_and_the_connection_stays
     errors = [m for m in client.messages if m["type"] == "error"]
     assert len(errors) == 2
     assert "subscribe" in errors[0]["message"]
+
+
+def is_error(message: Message) -> bool:
+    return message["type"] == "error"
+
+
+def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the server logged as an error or with a traceback ("Exception in ASGI ...")."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_binary_frame_gets_an_error_message_and_the_connection_stays(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with listening(server) as client:
+        await client.websocket.send(b'{"action": "subscribe", "model_ids": ["model-a"]}')
+        error = await client.wait_for(is_error)
+        await client.subscribe(model_ids=["model-a"])
+
+    assert "binary" in error["message"]
+    assert _tracebacks(caplog) == []
+
+
+async def test_json_nested_10000_deep_gets_an_error_message_and_no_traceback(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with listening(server) as client:
+        await client.send("[" * 10_000)  # 10 KB: under the size limit, json.loads would recurse
+        nested = await client.wait_for(is_error)
+        await client.send('{"action": "subscribe", "model_ids": ' + "[" * 5_000 + "]" * 5_000 + "}")
+        await client.wait_for(lambda m: is_error(m) and m is not nested)
+        await client.subscribe(model_ids=["model-a"])
+
+    assert "nested deeper than" in nested["message"]
+    assert _tracebacks(caplog) == []
+
+
+async def test_an_oversized_command_gets_an_error_and_one_over_64_kib_closes_with_1009(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with listening(server) as client:
+        await client.send({"action": "subscribe", "model_ids": ["m" * 100] * 200})  # ~20 KB
+        too_big = await client.wait_for(is_error)
+        await client.subscribe(model_ids=["model-a"])
+        await client.send("x" * (64 * 1024 + 1))  # beyond uvicorn's ws_max_size
+        code = await client.closed()
+
+    assert "bytes" in too_big["message"]
+    assert code == 1009
+    assert _tracebacks(caplog) == []
+
+
+async def test_bad_model_ids_and_unknown_types_are_named_and_change_nothing(
+    server: LiveServer,
+) -> None:
+    async with listening(server) as client, listening(server) as everything:
+        await client.subscribe(model_ids=["model-b"])
+        await client.send({"action": "subscribe", "model_ids": ["model-a", "../etc"]})
+        bad_id = await client.wait_for(is_error)
+        await client.send({"action": "subscribe", "types": ["model_download_progress", "gossip"]})
+        bad_type = await client.wait_for(lambda m: is_error(m) and m is not bad_id)
+        await client.send({"action": "subscribe", "model_ids": [f"m{n}" for n in range(1001)]})
+        too_many = await client.wait_for(lambda m: is_error(m) and m not in (bad_id, bad_type))
+        # None of them replaced the subscription to model-b. Events reach every client in
+        # order: once model-b's arrive, any of model-a's would have arrived before them.
+        await _download(server, everything, "model-a")
+        await _download(server, client, "model-b")
+
+    assert "model_ids.1" in bad_id["message"]
+    assert "'../etc'" in bad_id["message"]
+    assert "types.1" in bad_type["message"]
+    assert "'gossip'" in bad_type["message"]
+    assert "model_download_progress" in bad_type["message"]  # the known types are listed
+    assert "at most 1000" in too_many["message"]
+    assert about("model-a", client.messages) == []
+
+
+async def test_the_modeldepot_subprotocol_is_selected_and_a_key_never_echoed(
+    server: LiveServer,
+) -> None:
+    key = Subprotocol("modeldepot.bearer.not-a-real-key-4f2a")
+    browser_like = [Subprotocol("modeldepot"), key]
+    async with connect(server.ws_url, subprotocols=browser_like, open_timeout=5) as websocket:
+        assert websocket.subprotocol == "modeldepot"
+        assert websocket.response is not None
+        assert websocket.response.headers.get_all("Sec-WebSocket-Protocol") == ["modeldepot"]
+        assert "4f2a" not in str(websocket.response.headers)
+        listener = Listener(websocket)
+        await listener.subscribe(model_ids=["model-a"])
+        await listener.stop()
+    for offered in ([key], None):  # only the key, or nothing: accepted without a subprotocol
+        async with connect(server.ws_url, subprotocols=offered, open_timeout=5) as websocket:
+            assert websocket.subprotocol is None
+            assert websocket.response is not None
+            assert "Sec-WebSocket-Protocol" not in websocket.response.headers
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("[" * 9, "nested deeper than 8"),
+        ('{"action": "subscribe", "x": ' + "{" * 8 + "}" * 8 + "}", "nested deeper than 8"),
+        ("not json", "not JSON"),
+        ('{"action": "subscribe", "model_ids": [""]}', "model_ids.0"),
+        ('{"action": "subscribe", "model_ids": ["a" , 7]}', "model_ids.1"),
+        ('{"action": "subscribe", "types": ["model_health_alert", 1]}', "types.1"),
+        ('{"action": "subscribe", "extra": 1}', "extra: Extra inputs are not permitted"),
+        ('{"action": "subscribe", "model_ids": ["' + "a" * 17_000 + '"]}', "at most 16384"),
+    ],
+)
+def test_parse_command_names_what_is_wrong(text: str, complaint: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_command(text)
+    assert complaint in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "literal",
+    ['"[[[[[[[[[[{{{{{{{{{"', r'"\"[[[[[[[[[[\""', r'"[[[[[[[[[[[[\\"'],
+    ids=["brackets", "after an escaped quote", "before an escaped backslash"],
+)
+def test_brackets_inside_strings_are_not_nesting(literal: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_command('{"action": "subscribe", "model_ids": [' + literal + "]}")
+    assert "model_ids.0" in refused.value.message  # judged as an id, not as nesting
+
+
+def test_brackets_after_a_string_ending_in_a_backslash_are_nesting() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_command(r'{"action": "subscribe", "x": ["\\", ' + "[" * 8 + "]" * 8 + "]}")
+    assert "nested deeper than" in refused.value.message
 
 
 async def test_two_clients_both_get_the_final_state(

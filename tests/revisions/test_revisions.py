@@ -59,7 +59,7 @@ async def install(app: RunningApp) -> None:
 
 
 async def post(app: RunningApp, action: str, body: dict[str, Any] | None = None) -> Any:
-    return await app.client.post(f"/api/v1/models/revisions/tiny/{action}", json=body)
+    return await app.client.post(f"/api/v1/models/revisions/tiny/{action}", json=body or {})
 
 
 async def revisions(app: RunningApp, **params: Any) -> dict[str, Any]:
@@ -283,7 +283,7 @@ async def test_update_of_a_model_not_installed_or_already_newest(
     settings = make_settings(hf_endpoint=local_hub.endpoint)
     async with run_app(settings, entries=(ENTRY,)) as app:
         not_installed = await post(app, "update")
-        unknown = await app.client.post("/api/v1/models/revisions/nope/update")
+        unknown = await app.client.post("/api/v1/models/revisions/nope/update", json={})
         await install(app)
         local_hub.requests.clear()
         newest = await post(app, "update")

@@ -8,18 +8,28 @@ service method. The seed's API lives under ``/api/v1``; ``/healthz``, ``/metrics
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CollectorRegistry
 
 from modeldepot import __version__
+from modeldepot.api.access import (
+    RATE_LIMIT_HEADERS,
+    AccessControl,
+    security_responses,
+    unlisted_operations,
+)
 from modeldepot.api.envelope import RequestIdMiddleware, install_error_handlers
+from modeldepot.api.guards import NetworkGuard, check_exposure
 from modeldepot.api.metrics import HttpMetrics, MetricsMiddleware, ModelStatusCollector
 from modeldepot.api.routes import (
+    access,
     config,
     downloads,
     health,
@@ -33,6 +43,8 @@ from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.config.schemas import ConfigUpdate
 from modeldepot.services import open_services
 from modeldepot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(
@@ -48,6 +60,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        check_exposure(settings)
         async with open_services(
             settings, extra_entries=entries, include_builtin=include_builtin, background=background
         ) as services:
@@ -55,6 +68,11 @@ def create_app(
             collector = ModelStatusCollector(services)
             registry.register(collector)
             app.state.services = services
+            if settings.auth_required and not await services.keys.all():
+                logger.warning(
+                    "API keys are required and none exists yet: every request will be "
+                    "refused until an admin runs `modeldepot keys create NAME --role admin`"
+                )
             # What start-up built lives as long as the service: out of the collector's
             # sight, a full collection under load scans thousands of objects rather than
             # a hundred thousand (a 100+ ms pause in every request's p99, issue 9).
@@ -72,8 +90,6 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
-    app.add_middleware(RequestIdMiddleware)
     # /healthz first: routes are matched in order, one by one, and liveness probes come
     # often (issue 9: /healthz costs little more than a bare route).
     for router in (
@@ -84,10 +100,31 @@ def create_app(
         revisions.router,
         storage.router,
         config.router,
+        access.router,
         ws.router,
     ):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    document = app.openapi()
+    if missing := unlisted_operations(document):
+        raise RuntimeError(f"Operations without an access policy: {', '.join(missing)}")
+    # Outermost last: request id and metrics see every answer, refusals included; CORS
+    # (only with configured origins) answers preflights and labels every answer, the
+    # guards' refusals too, so a permitted page can read them; the network checks run
+    # before anyone is authenticated.
+    app.add_middleware(AccessControl, auth_required=settings.auth_required)
+    app.add_middleware(NetworkGuard, settings=settings, document=document)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=[*RATE_LIMIT_HEADERS, "Retry-After", "X-Request-ID"],
+            max_age=600,
+        )
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 
@@ -101,5 +138,20 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     update_schema = ConfigUpdate.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(update_schema.pop("$defs", {}))
     components["ConfigUpdate"] = update_schema
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = {**operation["responses"], **security_responses(method, path)}
+            operation["responses"] = dict(sorted(responses.items()))
+    # Keys are optional (the seed): an operation takes a bearer key, or nothing when keys
+    # are off.
+    schema["components"]["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from `modeldepot keys create` (needed when the "
+            "service runs with auth_required)",
+        }
+    }
+    schema["security"] = [{"bearer": []}, {}]
     app.openapi_schema = schema
     return schema

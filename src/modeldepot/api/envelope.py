@@ -3,10 +3,11 @@
 Every error response is ``{"error": {code, message, details, timestamp, request_id}}``.
 ``DepotError`` subclasses render with their own code and status; request validation
 errors become 422 ``VALIDATION_ERROR`` with the offending fields (a body that is not JSON at
-all is 400 ``MALFORMED_JSON``; a model id in the path that breaks the id rule is 422
-``INVALID_MODEL_ID``); unknown routes are 404 and a wrong method 405 with ``Allow``, in the
-envelope; anything else is logged with the request id and answered with a generic 500 that
-reveals nothing of the exception.
+all is 400 ``MALFORMED_JSON``; a model, check or repair id in the path that breaks its
+rule is 422 ``INVALID_MODEL_ID``, ``INVALID_CHECK_ID`` or ``INVALID_REPAIR_ID``); unknown
+routes are 404 and a wrong method 405 with ``Allow`` (every documented method of the path),
+in the envelope; anything else is logged with the request id and answered with a generic
+500 that reveals nothing of the exception.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +27,13 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modeldepot.errors import DepotError, InvalidModelId
-from modeldepot.ids import MODEL_ID_PATTERN, validate_model_id
+from modeldepot.errors import DepotError, InvalidInput, InvalidModelId
+from modeldepot.ids import (
+    MODEL_ID_PATTERN,
+    validate_check_id,
+    validate_model_id,
+    validate_repair_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +140,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         )
     if any(tuple(err.get("loc", ())) == ("path", "model_id") for err in exc.errors()):
         return _bad_model_id_in_path(request)
+    for name, validate in _PATH_ID_RULES.items():
+        if any(tuple(err.get("loc", ())) == ("path", name) for err in exc.errors()):
+            return _bad_id_in_path(request, name, validate)
     errors = [
         {"field": ".".join(str(p) for p in err.get("loc", ())), "message": str(err.get("msg"))}
         for err in exc.errors()
@@ -167,6 +177,24 @@ def _bad_model_id_in_path(request: Request) -> JSONResponse:
     return error_response(status=422, code="INVALID_MODEL_ID", message="Invalid model id")
 
 
+_PATH_ID_RULES: dict[str, Callable[[str], str]] = {
+    "check_id": validate_check_id,
+    "repair_id": validate_repair_id,
+}
+"""Path ids whose route publishes their pattern (so FastAPI refuses a bad one before the
+service sees it): answered with the code the service would give, not VALIDATION_ERROR."""
+
+
+def _bad_id_in_path(request: Request, name: str, validate: Callable[[str], str]) -> JSONResponse:
+    try:
+        validate(str(request.path_params.get(name, "")))
+    except InvalidInput as exc:
+        return error_response(
+            status=exc.status, code=exc.code, message=exc.message, details=exc.details
+        )
+    return error_response(status=422, code="VALIDATION_ERROR", message=f"Invalid {name}")
+
+
 def _documented_methods(request: Request) -> set[str]:
     """Methods of the published operations whose path, with valid ids, is this path."""
     model_id = MODEL_ID_PATTERN.removeprefix("^").removesuffix("$")
@@ -197,15 +225,18 @@ _HTTP_CODES = {
 }
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    headers = dict(exc.headers or {})
     if exc.status_code == 404:
         message = "No such endpoint"
-    return error_response(
-        status=exc.status_code, code=code, message=message, headers=dict(exc.headers or {})
-    )
+    if exc.status_code == 405 and (allowed := _documented_methods(request)):
+        # Starlette names only the first route of the path that matched; a path with an
+        # operation per method (GET and POST /auth/keys) is several routes.
+        headers["Allow"] = ", ".join(sorted(allowed))
+    return error_response(status=exc.status_code, code=code, message=message, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -24,8 +24,10 @@ hundred models is served from a serialised body built once per change.
   verdict): progress and ETA are as fresh as the download itself. A model nobody
   contributes to gains a contribution only through a transition, which recomputes it.
 * Each model's status is validated and serialised once per change (an observation that
-  changes nothing keeps the objects it would replace); the listing body (every model
-  and the summary) is joined once per change of any of them.
+  changes nothing keeps the objects it would replace); the :class:`Listing` (every
+  model's serialised member in model id order, and the summary serialised) is built once
+  per change of any of them. The API cuts its pages from it (issue 10): the default page
+  is a slice of the listing joined with the pagination object, no serialisation per model.
 
 Changes of ``availability_status`` are announced as ``model_availability_change`` events.
 """
@@ -88,6 +90,23 @@ class _Cached:
         return self.fields != self.judged
 
 
+@dataclass(frozen=True)
+class ListedStatus:
+    """One model in the listing: its status and its member of the listing's ``models``."""
+
+    status: ModelStatus
+    member: bytes  # ``"model_id":{...}``
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Every catalogue model's status in model id order, each with its serialised member,
+    and the summary of them all, serialised."""
+
+    entries: tuple[ListedStatus, ...]
+    summary: bytes
+
+
 class AvailabilityService:
     """Cached, event-emitting view of every catalogue model's availability."""
 
@@ -105,7 +124,7 @@ class AvailabilityService:
         self._ttl = cache_ttl
         self._statuses: dict[str, _Cached] = {}
         self._contributed: set[str] = set()  # ids whose fields a contributor changed
-        self._listing: bytes | None = None  # None once a status changed
+        self._listing: Listing | None = None  # None once a status changed
         self._oldest: float | None = None  # oldest observation; None once one was made
         self._refreshing = False  # an observation of every model is running
         self._refresh_wanted = asyncio.Event()  # a read found statuses older than the TTL
@@ -139,12 +158,13 @@ class AvailabilityService:
         return {model_id: self._statuses[model_id].status for model_id in self._ids()}
 
     async def detailed(self) -> DetailedStatusResponse:
+        """Every model and the summary, unpaged (in-process callers such as the CLI)."""
         models = await self.all_statuses()
         return DetailedStatusResponse(models=models, summary=summarize(models.values()))
 
-    async def detailed_json(self) -> bytes:
-        """:meth:`detailed`, serialised (``GET /models/status/detailed``): joined again
-        only when a model's status changed since the last read."""
+    async def listing(self) -> Listing:
+        """What ``GET /models/status/detailed`` pages through: rebuilt only when a model's
+        status changed since the last read."""
         await self._refresh_all()
         self._apply_contributions()
         if self._listing is None:
@@ -312,17 +332,12 @@ class AvailabilityService:
             )
         return cached
 
-    def _build_listing(self) -> bytes:
+    def _build_listing(self) -> Listing:
         models = [self._statuses[model_id] for model_id in self._ids()]
         summary = summarize(cached.status for cached in models)
-        return b"".join(
-            (
-                b'{"models":{',
-                b",".join(cached.member for cached in models),
-                b'},"summary":',
-                summary.model_dump_json().encode(),
-                b"}",
-            )
+        return Listing(
+            entries=tuple(ListedStatus(cached.status, cached.member) for cached in models),
+            summary=summary.model_dump_json().encode(),
         )
 
 

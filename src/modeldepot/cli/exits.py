@@ -19,10 +19,12 @@ from modeldepot.errors import (
     AlreadyRunning,
     ConfigError,
     DepotError,
+    Forbidden,
     InvalidInput,
     NotFound,
     ServiceUnreachable,
     StorageError,
+    Unauthorized,
     UpstreamError,
 )
 
@@ -34,6 +36,8 @@ EXIT_CODES: tuple[tuple[type[DepotError], int], ...] = (
     (StorageError, 5),
     (UpstreamError, 6),
     (ServiceUnreachable, 8),
+    (Unauthorized, 9),
+    (Forbidden, 9),
     (DepotError, 1),
 )
 INTERRUPTED = 130  # the shell's convention for SIGINT

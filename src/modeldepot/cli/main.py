@@ -24,6 +24,7 @@ from rich.table import Table
 from modeldepot.availability.schemas import ModelStatus
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.cli.exits import EXIT_CODES, INTERRUPTED, CommandFailed, Problem, fail
+from modeldepot.cli.keys import keys_app
 from modeldepot.cli.progress import PullDisplay
 from modeldepot.cli.pull import Outcome, pull_in_process, pull_through_service
 from modeldepot.cli.remote import RemoteService, find_service, service_url
@@ -36,6 +37,7 @@ from modeldepot.services import load_entries, open_services
 from modeldepot.settings import Settings, validation_problems
 
 app = typer.Typer(help="modeldepot: keeps generative models available.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -104,23 +106,33 @@ def _run(
     import uvicorn
 
     from modeldepot.api.app import create_app
+    from modeldepot.api.server import uvicorn_config
     from modeldepot.cli.startup import StartupErrors
 
     application = StartupErrors(
         create_app(settings, extra_entries=entries, include_builtin=builtin)
     )
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn_config(
             application,
-            host=settings.host,
-            port=settings.port,
+            settings,
             log_config=log_config(log_level),
             log_level=log_level.value,
+            header_timeout=settings.request_header_timeout_seconds,
         )
-    except SystemExit:  # uvicorn's exit after a failed start: say why, with our exit code
+    )
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: done
+        pass
+    except SystemExit:  # uvicorn's exit when the port cannot be bound (it logged why)
         if application.error is not None:
             raise _fail(application.error) from None
         raise
+    if not server.started:  # the start failed: say why, with our exit code
+        if application.error is not None:
+            raise _fail(application.error)
+        raise typer.Exit(3)  # uvicorn's own code for a failed start
 
 
 @app.command()
@@ -256,14 +268,13 @@ def _find_service(settings: Settings, url: str | None) -> str | None:
 
 
 async def _statuses(settings: Settings, base_url: str | None) -> list[ModelStatus]:
+    """Every model's status: all pages of the service's listing, or unpaged in-process."""
     if base_url is not None:
         async with RemoteService.connect(base_url) as service:
-            detailed = await service.detailed_status()
-    else:
-        async with open_services(settings, background=False) as services:
-            await services.catalog.refresh_all()
-            detailed = await services.availability.detailed()
-    return list(detailed.models.values())
+            return await service.detailed_status()
+    async with open_services(settings, background=False) as services:
+        await services.catalog.refresh_all()
+        return list((await services.availability.all_statuses()).values())
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -7,6 +7,10 @@ its own process. A URL the user names (``--url`` or ``MODELDEPOT_URL``) must ans
 is no silent fall-back to in-process work then (``SERVICE_UNREACHABLE``). Error envelopes
 (``{"error": {code, message, details}}``) become ``CommandFailed`` with the same code, so
 the command line maps them exactly as errors raised in-process.
+
+A service that requires API keys answers 401 in the envelope without one: it is up all
+the same. The key comes from ``MODELDEPOT_API_KEY`` and is sent on every request (and on
+the WebSocket) as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -22,16 +27,25 @@ from pydantic import BaseModel, ValidationError
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
-from modeldepot.availability.schemas import DetailedStatusResponse
+from modeldepot.api.pagination import MAX_LIMIT
+from modeldepot.api.routes.status import DetailedStatusPage
+from modeldepot.availability.schemas import ModelStatus
 from modeldepot.cli.exits import CommandFailed, Problem
 from modeldepot.downloads.schemas import ManageRequest, ManageResponse, ProgressResponse
 from modeldepot.settings import Settings
 
+API_KEY_ENV = "MODELDEPOT_API_KEY"
 PROBE_TIMEOUT_S = 0.5
 REQUEST_TIMEOUT_S = 10.0
 API = "/api/v1"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def auth_headers() -> dict[str, str]:
+    """``Authorization`` for the key in ``MODELDEPOT_API_KEY``, if one is set."""
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def service_url(settings: Settings) -> str:
@@ -65,7 +79,7 @@ def normalise_url(url: str) -> str:
 async def probe(url: str) -> str | None:
     """Why ``url`` is not a modeldepot service, or None when it is one."""
     try:
-        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, headers=auth_headers()) as client:
             response = await client.get(f"{url}/healthz")
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -73,6 +87,8 @@ async def probe(url: str) -> str | None:
         body = response.json()
     except ValueError:
         body = None
+    if response.status_code == 401 and _is_envelope(body, "UNAUTHORIZED"):
+        return None  # modeldepot, wanting a key: the command will say so
     if response.status_code != 200 or not isinstance(body, dict):
         return f"/healthz answered {response.status_code}, not like modeldepot"
     if "catalog_models" not in body:
@@ -108,7 +124,9 @@ class RemoteService:
     @classmethod
     @contextlib.asynccontextmanager
     async def connect(cls, base_url: str) -> AsyncIterator[RemoteService]:
-        async with httpx.AsyncClient(base_url=base_url, timeout=REQUEST_TIMEOUT_S) as client:
+        async with httpx.AsyncClient(
+            base_url=base_url, timeout=REQUEST_TIMEOUT_S, headers=auth_headers()
+        ) as client:
             yield cls(client)
 
     @property
@@ -125,10 +143,18 @@ class RemoteService:
         path = f"{API}/models/download/progress/{model_id}"
         return await self._call("GET", path, ProgressResponse)
 
-    async def detailed_status(self) -> DetailedStatusResponse:
-        """Raises: CommandFailed."""
-        path = f"{API}/models/status/detailed"
-        return await self._call("GET", path, DetailedStatusResponse)
+    async def detailed_status(self) -> list[ModelStatus]:
+        """Every model's status, in model id order, fetched page by page (issue 10).
+
+        Raises: CommandFailed."""
+        statuses: dict[str, ModelStatus] = {}
+        page = pages = 1
+        while page <= pages:
+            path = f"{API}/models/status/detailed?page={page}&limit={MAX_LIMIT}"
+            answer = await self._call("GET", path, DetailedStatusPage)
+            statuses.update(answer.models)
+            pages, page = answer.pagination.pages, page + 1
+        return list(statuses.values())
 
     async def _call(
         self, method: str, path: str, model: type[M], body: dict[str, Any] | None = None
@@ -149,12 +175,19 @@ class RemoteService:
             ) from exc
 
 
+def _is_envelope(body: Any, code: str) -> bool:
+    error = body.get("error") if isinstance(body, dict) else None
+    return isinstance(error, dict) and error.get("code") == code
+
+
 def _envelope_error(response: httpx.Response) -> CommandFailed:
     try:
         error = response.json()["error"]
+        message = str(error["message"])
+        if error["code"] == "UNAUTHORIZED":
+            message += f" (set {API_KEY_ENV} to a key from `modeldepot keys create`)"
         return CommandFailed(
-            Problem(str(error["code"]), str(error["message"])),
-            details=error.get("details") or {},
+            Problem(str(error["code"]), message), details=error.get("details") or {}
         )
     except (ValueError, KeyError, TypeError):
         return CommandFailed(
@@ -181,7 +214,9 @@ class EventFeed:
 
     async def run(self) -> None:
         try:
-            async with connect(self._ws_url, open_timeout=2, close_timeout=1) as websocket:
+            async with connect(
+                self._ws_url, open_timeout=2, close_timeout=1, additional_headers=auth_headers()
+            ) as websocket:
                 command = {"action": "subscribe", "model_ids": [self._model_id]}
                 await websocket.send(json.dumps(command))
                 self.connected = True

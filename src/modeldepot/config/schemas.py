@@ -16,7 +16,7 @@ is refused, and a saved file of an earlier version that holds them loads without
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -24,6 +24,7 @@ from modeldepot.settings import (
     DownloadsConfig,
     FeaturesConfig,
     HealthMonitoringConfig,
+    RateLimitsConfig,
     StorageConfig,
 )
 
@@ -58,6 +59,10 @@ class ConfigPublic(BaseModel):
     downloads: DownloadsConfig
     features: FeaturesConfig
     health_monitoring: HealthMonitoringConfig
+    rate_limits: RateLimitsConfig = Field(
+        description="Extension (the seed states the limits, not a section): requests per "
+        "minute per client"
+    )
     set_aside: SetAside | None = Field(
         default=None,
         description="Extension (not in the seed): the saved runtime configuration this "
@@ -75,16 +80,27 @@ class StorageUpdate(StorageConfig):
     )
 
 
+def _sections_are_not_nullable(schema: dict[str, Any]) -> None:
+    """The published schema: a section may be left out, never null (the validator below
+    refuses null with a message; the schema says it too, for clients and fuzzers)."""
+    for section in schema.get("properties", {}).values():
+        choices = [c for c in section.pop("anyOf", []) if c.get("type") != "null"]
+        if len(choices) == 1:
+            section.update(choices[0])
+        section.pop("default", None)
+
+
 class ConfigUpdate(BaseModel):
     """A partial configuration: only the keys present are changed (a section may be
     left out, not set to null)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_sections_are_not_nullable)
 
     storage: StorageUpdate | None = None
     downloads: DownloadsConfig | None = None
     features: FeaturesConfig | None = None
     health_monitoring: HealthMonitoringConfig | None = None
+    rate_limits: RateLimitsConfig | None = None
 
     @model_validator(mode="after")
     def _no_null_sections(self) -> Self:

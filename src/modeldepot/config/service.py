@@ -33,7 +33,7 @@ from modeldepot.errors import ConfigError, InvalidInput
 from modeldepot.settings import Settings, validation_problems
 
 RESTART_KEYS = frozenset({"storage.models_directory"})
-SECTIONS = ("storage", "downloads", "features", "health_monitoring")
+SECTIONS = ("storage", "downloads", "features", "health_monitoring", "rate_limits")
 ConfigListener = Callable[[frozenset[str]], Awaitable[None]]
 
 
@@ -120,7 +120,7 @@ class ConfigService:
 
     async def _validate(self, raw: Any) -> dict[str, Any]:
         try:
-            update = ConfigUpdate.model_validate(raw, strict=True)
+            update = ConfigUpdate.model_validate(_integral_floats_as_ints(raw), strict=True)
         except ValidationError as exc:
             errors = [_explain_unavailable(error) for error in _error_list(exc)]
             raise InvalidInput(
@@ -185,6 +185,19 @@ def _changed_keys(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
             if before[section].get(key) != value:
                 changed.add(f"{section}.{key}")
     return changed
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    """``5.0`` as 5: JSON has one kind of number, and the published schema's ``integer`` is
+    any number without a fraction (JSON Schema), so a client may send either. Strictness is
+    about types: ``"5"`` and ``true`` stay refused, and ``5.5`` for an integer too."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
 
 
 def _explain_unavailable(error: dict[str, str]) -> dict[str, str]:

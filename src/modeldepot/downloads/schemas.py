@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from modeldepot.bounds import BandwidthLimitMbps, MaxRetries
+from modeldepot.bounds import BandwidthLimitMbps, StrictMaxRetries
 from modeldepot.downloads.state import DownloadStatus
 from modeldepot.ids import ModelId
 
@@ -43,13 +43,23 @@ class DownloadAction(StrEnum):
 
 class ManageRequest(BaseModel):
     """``POST /models/download/manage``. ``update`` changes priority, bandwidth limit or
-    retries of a queued or running download; ``set_priority`` changes only its priority."""
+    retries of a queued or running download; ``set_priority`` changes only its priority
+    (and needs one: the schema says so with if/then)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"action": {"const": "set_priority"}}, "required": ["action"]},
+            "then": {
+                "required": ["priority"],
+                "properties": {"priority": {"not": {"type": "null"}}},
+            },
+        },
+    )
 
     model_id: ModelId
     action: DownloadAction
-    max_retries: Annotated[MaxRetries, Strict()] | None = None
+    max_retries: StrictMaxRetries | None = None
     priority: Priority | None = None
     bandwidth_limit_mbps: Annotated[BandwidthLimitMbps, Strict()] | None = None
 

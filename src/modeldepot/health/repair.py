@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -53,7 +52,6 @@ from modeldepot.errors import (
     Conflict,
     DepotError,
     DownloadInProgress,
-    InvalidRepairId,
     RepairNotFound,
     UpstreamUnavailable,
 )
@@ -61,7 +59,7 @@ from modeldepot.events import ModelHealthAlert
 from modeldepot.health.models import RepairRow
 from modeldepot.health.schemas import HealthIssue
 from modeldepot.health.service import HealthService
-from modeldepot.ids import parse_digest
+from modeldepot.ids import parse_digest, validate_repair_id
 from modeldepot.store.cache import HubCache
 from modeldepot.store.layout import RepoLayout
 
@@ -116,9 +114,6 @@ class RepairRecord(BaseModel):
     finished_at: datetime | None
     overall_health: str | None = Field(description="Verdict of the verification afterwards")
     error: str | None
-
-
-REPAIR_ID_RE = re.compile(r"^repair_[0-9a-f]{16}$")
 
 
 @dataclass
@@ -216,10 +211,7 @@ class RepairService:
 
     async def get(self, repair_id: str) -> RepairRecord:
         """Raises: InvalidRepairId, RepairNotFound."""
-        if not REPAIR_ID_RE.match(repair_id):
-            raise InvalidRepairId(
-                "A repair id is 'repair_' and 16 hex digits", details={"repair_id": repair_id}
-            )
+        validate_repair_id(repair_id)
         async with self._sessions() as session:
             row = await session.get(RepairRow, repair_id)
         if row is None:

@@ -110,7 +110,8 @@ class ModelHealth(BaseModel):
 
 
 class SystemHealth(BaseModel):
-    """Summary over the models in the answer (rules in :mod:`modeldepot.health.service`)."""
+    """Summary over every catalogue model (the list, whatever its page) or the one model
+    asked for (rules in :mod:`modeldepot.health.service`)."""
 
     overall_score: float | None
     healthy_models: int

@@ -36,15 +36,16 @@ Health view (``GET /models/health``)
     missing files -> ``degraded``; wrong sizes -> ``corrupted`` (issues listed, no score);
     all present with the right sizes -> ``unknown`` (not yet proven; recommendation: run a
     full check). ``system_health.overall_score`` is the mean ``integrity_score`` of the
-    models in the answer that have a verdict and something installed (null when none);
-    the counts count ``overall_health``; ``last_system_check`` is the newest ``last_check``.
+    models summarised (every catalogue model for the list, whichever page the API shows;
+    the one model for ``/models/health/{id}``) that have a verdict and something installed
+    (null when none); the counts count ``overall_health``; ``last_system_check`` is the
+    newest ``last_check``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ from modeldepot.availability.schemas import AvailabilityStatus, ModelStatus
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.manifest import ManifestFile
 from modeldepot.catalog.service import CatalogService
-from modeldepot.errors import CheckNotFound, InvalidCheckId
+from modeldepot.errors import CheckNotFound
 from modeldepot.events import EventBus, ModelHealthAlert
 from modeldepot.health import performance, repo
 from modeldepot.health.integrity import (
@@ -82,6 +83,7 @@ from modeldepot.health.schemas import (
     ModelHealth,
 )
 from modeldepot.health.views import build_alert, newest, system_health, unverified_health
+from modeldepot.ids import validate_check_id
 from modeldepot.store.cache import HubCache, Installed
 
 logger = logging.getLogger(__name__)
@@ -89,7 +91,6 @@ VerdictListener = Callable[[str, ModelHealthAlert | None], None]
 
 ASSUMED_HASH_BPS = 500e6
 """Hash rate assumed before one was measured (bytes/s, a cautious sha256 on one core)."""
-CHECK_ID_RE = re.compile(r"^check_[0-9a-f]{16}$")
 INTEGRITY_TYPES = ("full", "integrity")
 ACTIVE_DOWNLOAD = frozenset({"QUEUED", "DOWNLOADING", "PAUSED", "VERIFYING"})
 PERF_HISTORY = 10
@@ -101,15 +102,6 @@ def _now() -> datetime:
 
 def new_check_id() -> str:
     return f"check_{secrets.token_hex(8)}"
-
-
-def validate_check_id(check_id: str) -> str:
-    """Raises: InvalidCheckId: not a ``check_`` id (never used in a query then)."""
-    if not CHECK_ID_RE.match(check_id):
-        raise InvalidCheckId(
-            "Check ids look like check_ followed by 16 hex digits", details={"check_id": check_id}
-        )
-    return check_id
 
 
 class HealthService:
@@ -226,6 +218,7 @@ class HealthService:
     # --- health view -------------------------------------------------------------------
 
     async def overview(self) -> HealthResponse:
+        """Every catalogue model's health and their summary, unpaged (the API pages it)."""
         statuses = await self._availability.all_statuses()
         models = {m: self._model_health(s) for m, s in statuses.items()}
         return HealthResponse(models=models, system_health=system_health(models.values()))

@@ -11,8 +11,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from modeldepot.bounds import BandwidthLimitMbps, MaxRetries
+from modeldepot.bounds import BandwidthLimitMbps, StrictMaxRetries
 from modeldepot.downloads.schemas import Priority
+from modeldepot.ids import COMMIT_PATTERN
 
 
 class RevisionState(StrEnum):
@@ -61,7 +62,7 @@ class UpdateRequest(BaseModel):
         description="This download's limit, 10^6 bytes/s: 0 (unlimited) or 0.01 to 100,000; "
         "default: none of its own (the global limit applies)",
     )
-    max_retries: Annotated[MaxRetries, Strict()] | None = Field(
+    max_retries: StrictMaxRetries | None = Field(
         default=None, description="0 to 100; default: downloads.max_retries"
     )
 
@@ -83,6 +84,8 @@ class RollbackRequest(BaseModel):
     commit: str | None = Field(
         default=None,
         description="40-hex commit to switch back to; default: the newest kept previous one",
+        # Published, checked by the service (with its own message).
+        json_schema_extra={"pattern": COMMIT_PATTERN},
     )
 
 

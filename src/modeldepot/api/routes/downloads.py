@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
 
 from modeldepot.api.deps import DownloadsDep
 from modeldepot.api.envelope import error_responses
+from modeldepot.api.pagination import PageRequest, Pagination, page_query, sort_and_page
 from modeldepot.api.routes import API_PREFIX, ModelIdPath
 from modeldepot.downloads.schemas import (
+    ActiveDownload,
     ActiveDownloadsResponse,
     ManageRequest,
     ManageResponse,
@@ -39,7 +44,39 @@ async def progress(model_id: ModelIdPath, downloads: DownloadsDep) -> ProgressRe
     return downloads.progress(model_id)
 
 
-@router.get("/active", response_model=ActiveDownloadsResponse, responses=error_responses())
-async def active(downloads: DownloadsDep) -> ActiveDownloadsResponse:
-    """Running downloads first, then the queue in the order it will run."""
-    return downloads.active()
+class ActiveDownloadsPage(ActiveDownloadsResponse):
+    """``active_downloads``: one page; ``total_active`` and ``total_bandwidth_usage_mbps``:
+    every active download."""
+
+    pagination: Pagination
+
+
+Ranked = tuple[int, ActiveDownload]
+"""A download and its place in the run order (running first, then the queue)."""
+
+SORT_KEYS: dict[str, Callable[[Ranked], Any]] = {
+    "queue": lambda r: r[0],
+    "model_id": lambda r: r[1].model_id,
+    "status": lambda r: r[1].status.value,
+    "priority": lambda r: r[1].priority.rank,  # asc: critical first
+    "progress_percent": lambda r: r[1].progress_percent,
+    "speed_mbps": lambda r: r[1].speed_mbps,
+    "eta_seconds": lambda r: r[1].eta_seconds,
+}
+ActivePage = Annotated[PageRequest, Depends(page_query(tuple(SORT_KEYS), "queue"))]
+
+
+@router.get("/active", response_model=ActiveDownloadsPage, responses=error_responses(422))
+async def active(downloads: DownloadsDep, page: ActivePage) -> ActiveDownloadsPage:
+    """Active downloads a page at a time; by default (``sort=queue``) running downloads
+    first, then the queue in the order it will run. ``priority`` sorts critical first."""
+    answer = downloads.active()
+    ranked, pagination = sort_and_page(
+        enumerate(answer.active_downloads), page, keys=SORT_KEYS, tie=lambda r: r[1].model_id
+    )
+    return ActiveDownloadsPage(
+        active_downloads=[entry for _rank, entry in ranked],
+        total_active=answer.total_active,
+        total_bandwidth_usage_mbps=answer.total_bandwidth_usage_mbps,
+        pagination=pagination,
+    )

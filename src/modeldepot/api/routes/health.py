@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Depends, Path
 
 from modeldepot.api.deps import HealthDep, RepairsDep
 from modeldepot.api.envelope import error_responses
+from modeldepot.api.pagination import PageRequest, Pagination, page_query, sort_and_page
 from modeldepot.api.routes import API_PREFIX, ModelIdPath
 from modeldepot.health.repair import RepairRecord, RepairRequest, RepairResponse
 from modeldepot.health.schemas import (
@@ -15,22 +17,51 @@ from modeldepot.health.schemas import (
     HealthCheckRequest,
     HealthCheckStarted,
     HealthResponse,
+    ModelHealth,
 )
+from modeldepot.ids import CHECK_ID_PATTERN, REPAIR_ID_PATTERN
 
 router = APIRouter(prefix=f"{API_PREFIX}/models/health", tags=["health"])
 
 
-@router.get("", response_model=HealthResponse, responses=error_responses())
-async def all_health(health: HealthDep) -> HealthResponse:
-    """Health of every catalogue model and a system summary."""
-    return await health.overview()
+class HealthPage(HealthResponse):
+    """``models``: one page, keyed by id in the page's order; ``system_health``: every
+    model."""
+
+    pagination: Pagination
+
+
+SORT_KEYS: dict[str, Callable[[ModelHealth], Any]] = {
+    "model_id": lambda m: m.model_id,
+    "overall_health": lambda m: m.overall_health,
+    "integrity_score": lambda m: m.integrity_score,
+    "performance_score": lambda m: m.performance_score,
+    "last_check": lambda m: m.last_check,
+}
+HealthPageQuery = Annotated[PageRequest, Depends(page_query(tuple(SORT_KEYS), "model_id"))]
+
+
+@router.get("", response_model=HealthPage, responses=error_responses(422))
+async def all_health(health: HealthDep, page: HealthPageQuery) -> HealthPage:
+    """Health of every catalogue model, a page at a time, and a summary of them all."""
+    overview = await health.overview()
+    models, pagination = sort_and_page(
+        overview.models.values(), page, keys=SORT_KEYS, tie=lambda m: m.model_id
+    )
+    return HealthPage(
+        models={m.model_id: m for m in models},
+        system_health=overview.system_health,
+        pagination=pagination,
+    )
 
 
 @router.get(
     "/checks/{check_id}", response_model=HealthCheckPublic, responses=error_responses(404, 422)
 )
 async def get_check(
-    check_id: Annotated[str, Path(description="Id returned by a check request")],
+    check_id: Annotated[
+        str, Path(description="Id returned by a check request", pattern=CHECK_ID_PATTERN)
+    ],
     health: HealthDep,
 ) -> HealthCheckPublic:
     """A check run (extension): 422 ``INVALID_CHECK_ID``, 404 ``CHECK_NOT_FOUND``."""
@@ -41,7 +72,9 @@ async def get_check(
     "/repairs/{repair_id}", response_model=RepairRecord, responses=error_responses(404, 422)
 )
 async def get_repair(
-    repair_id: Annotated[str, Path(description="Id returned by a repair request")],
+    repair_id: Annotated[
+        str, Path(description="Id returned by a repair request", pattern=REPAIR_ID_PATTERN)
+    ],
     repairs: RepairsDep,
 ) -> RepairRecord:
     """A repair (extension): what it did and how it ended. 422 ``INVALID_REPAIR_ID``, 404

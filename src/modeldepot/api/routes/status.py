@@ -1,26 +1,67 @@
-"""``/models/status/detailed``: every model's availability, or one model's."""
+"""``/models/status/detailed``: every model's availability (a page of it), or one model's."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from modeldepot.api.deps import AvailabilityDep, CatalogDep
 from modeldepot.api.envelope import error_responses
+from modeldepot.api.pagination import Order, PageRequest, Pagination, page_query, sort_and_page
 from modeldepot.api.routes import API_PREFIX, ModelIdPath
 from modeldepot.availability.schemas import DetailedStatusResponse, ModelStatus
+from modeldepot.availability.service import ListedStatus, Listing
 
 router = APIRouter(prefix=f"{API_PREFIX}/models/status", tags=["status"])
 JSON = "application/json"
 
 
-@router.get("/detailed", response_model=DetailedStatusResponse, responses=error_responses())
-async def detailed_status(availability: AvailabilityDep) -> Response:
-    """Status of every catalogue model, with a summary."""
-    # Served as the body the service keeps serialised (issue 9: no validation and
+class DetailedStatusPage(DetailedStatusResponse):
+    """``models``: one page, keyed by id in the page's order; ``summary``: every model."""
+
+    pagination: Pagination
+
+
+SORT_KEYS: dict[str, Callable[[ListedStatus], Any]] = {
+    "model_id": lambda e: e.status.model_id,
+    "availability_status": lambda e: e.status.availability_status.value,
+    "size_mb": lambda e: e.status.size_mb,
+    "last_used": lambda e: e.status.last_used,
+    "download_progress": lambda e: e.status.download_progress,
+}
+StatusPage = Annotated[PageRequest, Depends(page_query(tuple(SORT_KEYS), "model_id"))]
+
+
+@router.get("/detailed", response_model=DetailedStatusPage, responses=error_responses(422))
+async def detailed_status(availability: AvailabilityDep, page: StatusPage) -> Response:
+    """Status of every catalogue model, a page at a time, with a summary of them all."""
+    # Served from the members the service keeps serialised (issue 9: no validation and
     # serialisation of a hundred models per request); the schema is response_model's.
-    return Response(await availability.detailed_json(), media_type=JSON)
+    listing = await availability.listing()
+    if page.sort == "model_id" and page.order is Order.asc:
+        # The listing's own order: the default page is a slice, not a sort.
+        entries, pagination = page.slice(listing.entries), Pagination.of(page, len(listing.entries))
+    else:
+        entries, pagination = sort_and_page(
+            listing.entries, page, keys=SORT_KEYS, tie=lambda e: e.status.model_id
+        )
+    return Response(_page_body(entries, listing, pagination), media_type=JSON)
+
+
+def _page_body(entries: Sequence[ListedStatus], listing: Listing, pagination: Pagination) -> bytes:
+    return b"".join(
+        (
+            b'{"models":{',
+            b",".join(entry.member for entry in entries),
+            b'},"summary":',
+            listing.summary,
+            b',"pagination":',
+            pagination.model_dump_json().encode(),
+            b"}",
+        )
+    )
 
 
 @router.get(

@@ -1,0 +1,138 @@
+"""``modeldepot keys create|list|revoke``: API keys, managed on the machine itself.
+
+These commands write the database directly (the service need not run, and the first admin
+key can only be made this way); each is one short transaction, safe beside a running
+service, which sees a new or revoked key at its next request. Every change is written to
+the audit log as ``cli:<user>``. ``create`` prints the key once, as its last line of
+output, so a script can take it with ``tail -n 1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modeldepot.auth.audit import AuditLog
+from modeldepot.auth.keys import KeyStore, Role, validate_key_name
+from modeldepot.cli.exits import Problem, fail
+from modeldepot.db import open_database
+from modeldepot.errors import DepotError
+from modeldepot.settings import Settings
+
+T = TypeVar("T")
+
+keys_app = typer.Typer(
+    help="API keys: needed by every client when the service runs with auth_required.",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML settings file", exists=False)
+]
+
+
+def _run(config: Path | None, work: Callable[[KeyStore, AuditLog], Awaitable[T]]) -> T:
+    try:
+        settings = Settings.load(config_file=config)
+        return asyncio.run(_with_store(settings, work))
+    except DepotError as exc:
+        raise fail(Problem.of(exc), console=err_console) from exc
+
+
+async def _with_store(settings: Settings, work: Callable[[KeyStore, AuditLog], Awaitable[T]]) -> T:
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    async with open_database(
+        settings.resolved_database_url, schema=settings.database_schema
+    ) as sessions:
+        return await work(KeyStore(sessions), AuditLog(sessions))
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli"
+
+
+@keys_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="A name to recognise the key by")],
+    role: Annotated[
+        Role, typer.Option(help="read: sees; user: also downloads and checks; admin: all")
+    ] = Role.user,
+    config: ConfigOption = None,
+) -> None:
+    """Create a key and print it once (its last line of output is the key)."""
+    try:
+        validate_key_name(name)
+    except DepotError as exc:
+        raise fail(Problem.of(exc), console=err_console) from exc
+
+    async def work(keys: KeyStore, audit: AuditLog) -> str:
+        _, key = await keys.create(name, role)
+        await audit.record(
+            actor=_actor(), role=None, client=None, action="keys create", target=name, status=0
+        )
+        return key
+
+    key = _run(config, work)
+    console.print(
+        f"Created API key '{name}' with the role {role.value}. It is shown this once: "
+        "store it now (clients send it as Authorization: Bearer <key>).",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def list_keys(config: ConfigOption = None) -> None:
+    """The keys (never their secrets), with when each was created and last used."""
+
+    async def work(keys: KeyStore, _audit: AuditLog) -> list[tuple[str, ...]]:
+        return [
+            (
+                key.name,
+                key.role.value,
+                key.key_id,
+                key.created_at.isoformat(timespec="seconds"),
+                key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
+            )
+            for key in await keys.all()
+        ]
+
+    rows = _run(config, work)
+    table = Table("name", "role", "key id", "created (UTC)", "last used (UTC)")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if not rows:
+        console.print("No API keys yet: modeldepot keys create NAME --role admin", markup=False)
+
+
+@keys_app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="The key's name")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key: the service refuses it from its next request on."""
+
+    async def work(keys: KeyStore, audit: AuditLog) -> None:
+        await keys.revoke(name)
+        await audit.record(
+            actor=_actor(), role=None, client=None, action="keys revoke", target=name, status=0
+        )
+
+    _run(config, work)
+    console.print(f"Revoked API key '{name}'.", markup=False, highlight=False)
