@@ -63,7 +63,8 @@ app = FastAPI()
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 uvicorn.run(
-    app, host="127.0.0.1", port=int(sys.argv[1]), log_level="info", access_log=sys.argv[2] == "on"
+    app, host="127.0.0.1", port=int(sys.argv[1]), log_level="info", access_log=sys.argv[2] == "on",
+    http=sys.argv[3],
 )
 """
 
@@ -242,8 +243,13 @@ def _post_json(url: str, body: Mapping[str, Any]) -> Any:
 
 def settled(base: str, plan: Plan) -> bool:
     """Every catalogue model resolved from the hub and judged as the plan says."""
-    body = _get_json(base + STATUS_PATH)
-    ours = {k: v for k, v in body["models"].items() if k.startswith("status-")}
+    models: dict[str, Any] = {}
+    page = pages = 1
+    while page <= pages:  # every page: the catalogue has more models than one holds
+        body = _get_json(f"{base}{STATUS_PATH}&page={page}")
+        models.update(body["models"])
+        pages, page = body["pagination"]["pages"], page + 1
+    ours = {k: v for k, v in models.items() if k.startswith("status-")}
     if any(s["manifest_source"] != "hub" for s in ours.values()):
         return False
     counts: dict[str, int] = {}
@@ -277,7 +283,7 @@ def measure_service(
     log = root / "service.log"
     with running(argv, env=env, port=port, log=log) as base:
         _wait_for(lambda: settled(base, plan), _SETTLE_TIMEOUT_S, log)
-        total = len(_get_json(base + STATUS_PATH)["models"])
+        total = int(_get_json(base + STATUS_PATH)["pagination"]["total"])
         results = [
             run_wrk(wrk, base + "/healthz", label="service /healthz", args=args),
             run_wrk(wrk, base + STATUS_PATH, label="status/detailed", args=args),
@@ -307,12 +313,17 @@ def _during_download(wrk: str, hub: LocalHub, base: str, args: argparse.Namespac
         hub.faults.remove(rule)
 
 
-def measure_bare(wrk: str, root: Path, args: argparse.Namespace, *, access_log: bool) -> WrkResult:
+def measure_bare(
+    wrk: str, root: Path, args: argparse.Namespace, *, access_log: bool, http: str = "auto"
+) -> WrkResult:
     """The bare app; with ``access_log`` as uvicorn runs it by default (one log line per
-    request, as ``modeldepot serve`` writes), without it to show what that line costs."""
+    request, as ``modeldepot serve`` writes), without it to show what that line costs;
+    ``http="h11"``: uvicorn's pure-Python parser, which ``modeldepot serve`` uses for its
+    header limits and time-out (``modeldepot.api.server``), instead of httptools."""
     port = free_port()
-    argv = [sys.executable, "-c", _BARE_APP, str(port), "on" if access_log else "off"]
+    argv = [sys.executable, "-c", _BARE_APP, str(port), "on" if access_log else "off", http]
     label = "bare FastAPI route" + ("" if access_log else ", no access log")
+    label += ", h11" if http == "h11" else ""
     with running(argv, env=child_env(), port=port, log=root / "bare.log") as base:
         return run_wrk(wrk, base + "/healthz", label=label, args=args)
 
@@ -335,7 +346,7 @@ def table(results: list[WrkResult], healthz_rate: float) -> list[str]:
 
 
 def checks(results: list[WrkResult]) -> list[str]:
-    quiet, bare, healthz, status, busy = results
+    quiet, bare, bare_h11, healthz, status, busy = results
     lines = []
     for r in (status, busy):
         ratio = r.requests_per_s / healthz.requests_per_s
@@ -346,7 +357,8 @@ def checks(results: list[WrkResult]) -> list[str]:
         )
     lines.append(
         f"- service /healthz: {healthz.requests_per_s / bare.requests_per_s:.2f} x a bare "
-        "FastAPI route (what our middleware and the route cost)"
+        f"FastAPI route, {healthz.requests_per_s / bare_h11.requests_per_s:.2f} x one on h11 "
+        "(what our middleware and the route cost)"
     )
     lines.append(
         f"- uvicorn's access log line: the bare route does {bare.requests_per_s:.0f} req/s "
@@ -357,13 +369,14 @@ def checks(results: list[WrkResult]) -> list[str]:
 
 def report(results: list[WrkResult], *, plan: Plan, total: int, args: argparse.Namespace) -> str:
     facts = machine_facts()
-    healthz = results[2].requests_per_s
+    healthz = results[3].requests_per_s  # the service's own /healthz
     lines = [
         f"# Status at speed ({time.strftime('%Y-%m-%d %H:%M')})",
         "",
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency (after a 2 s "
-        f"warm-up); catalogue of {total} models ({plan.installed} installed, {plan.partial} "
-        f"partial, {plan.missing + 1} missing, 3 built-in unreachable); `modeldepot serve` "
+        f"warm-up); catalogue of {total} models, listed 100 a page ({plan.installed} "
+        f"installed, {plan.partial} partial, {plan.missing + 1} missing, 3 built-in "
+        "unreachable); `modeldepot serve` "
         "with default settings (log level info).",
         f"Machine: {facts['nproc']} CPU ({facts['cpu']}), Python {facts['python']}; wrk, the "
         "server and the local hub share these CPUs.",
@@ -400,8 +413,9 @@ def main() -> int:
         hub.requests.clear()
         bare = measure_bare(wrk, root, args, access_log=True)
         quiet = measure_bare(wrk, root, args, access_log=False)
+        bare_h11 = measure_bare(wrk, root, args, access_log=True, http="h11")
         service, total = measure_service(wrk, hub, root, plan, args)
-    text = report([quiet, bare, *service], plan=plan, total=total, args=args)
+    text = report([quiet, bare, bare_h11, *service], plan=plan, total=total, args=args)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "status.md").write_text(text)
