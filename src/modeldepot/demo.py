@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.settings import Settings
@@ -53,6 +54,11 @@ class DemoEnvironment:
     hub_endpoint: str
 
 
+def demo_data_dir(settings: Settings) -> Path:
+    """Where the demo keeps its models, database (and API keys): never the real ones."""
+    return settings.data_dir / "demo"
+
+
 @contextmanager
 def demo_environment(settings: Settings) -> Iterator[DemoEnvironment]:
     """Start a local hub with demo repositories; yield settings and catalogue that use it."""
@@ -73,7 +79,7 @@ def demo_environment(settings: Settings) -> Iterator[DemoEnvironment]:
                     }
                 )
             )
-        demo_dir = settings.data_dir / "demo"
+        demo_dir = demo_data_dir(settings)
         demo_settings = settings.model_copy(
             update={
                 "hf_endpoint": hub.endpoint,

@@ -50,6 +50,19 @@ class OneLinePerConnection(logging.Filter):
         return record.levelno > logging.INFO or record.getMessage() not in self.ROUTINE
 
 
+class RefusedHandshakeIsNotAnError(logging.Filter):
+    """uvicorn 0.54's WebSocket protocol logs "ASGI callable returned without completing
+    handshake." as an ERROR even when the app answered the handshake with an HTTP refusal
+    (401, 403, 429 through the "websocket.http.response" extension; uvicorn PR #3138):
+    any client could write false ERROR lines at will. The refusal itself is in the access
+    log; this line is dropped. (``/ws`` itself always completes its handshake.)"""
+
+    MESSAGE = "ASGI callable returned without completing handshake."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name.startswith("uvicorn") and record.getMessage() == self.MESSAGE)
+
+
 def log_config(level: LogLevel) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` for the service (also given to uvicorn)."""
     ours = level.value.upper()
@@ -58,12 +71,16 @@ def log_config(level: LogLevel) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"plain": {"format": FORMAT}},
-        "filters": {"one_line": {"()": OneLinePerConnection}},
+        "filters": {
+            "one_line": {"()": OneLinePerConnection},
+            "refused_handshake": {"()": RefusedHandshakeIsNotAnError},
+        },
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
                 "formatter": "plain",
-                "filters": [] if level is LogLevel.debug else ["one_line"],
+                "filters": ["refused_handshake"]
+                + ([] if level is LogLevel.debug else ["one_line"]),
                 "stream": "ext://sys.stderr",
             }
         },

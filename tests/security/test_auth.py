@@ -20,13 +20,14 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from modeldepot.api.access import POLICIES, READ_METHODS
-from modeldepot.auth.keys import KeyStore, Role
+from modeldepot.auth.audit import AuditLog
+from modeldepot.auth.keys import KeyStore, Role, validate_key_name
 from modeldepot.cli.main import app as cli
-from modeldepot.errors import ConfigError
+from modeldepot.errors import ConfigError, InvalidInput
 from modeldepot.settings import Settings
 from modeldepot.testing import LocalHub, demo_repo_files
 from tests.live_server import LiveServer, live_server
@@ -226,10 +227,9 @@ def test_admin_actions_are_audited_and_only_admins_read_the_log(server: LiveServ
     simplified = [
         (e["actor"], e["action"], e["target"], e["status"], e["outcome"]) for e in entries
     ]
-    # The user key's refusal, the missing key's refusal and the audit read by a user are
-    # audited too: 403 on GET /audit is an admin route refused.
+    # The user key's and the missing key's refusals are audited too; reads (the user's
+    # try at GET /audit, the admin's status) are not actions.
     assert simplified == [
-        ("k-user", "GET /api/v1/audit", None, 403, "refused"),
         ("k-admin", "POST /api/v1/models/health/{model_id}/repair", "tiny", 409, "failed"),
         ("unauthenticated", "PUT /api/v1/config/update", None, 401, "refused"),
         ("k-user", "PUT /api/v1/config/update", None, 403, "refused"),
@@ -370,3 +370,82 @@ def test_settings_name_the_auth_switches(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = Settings.load()
     assert settings.auth_required is True
     assert settings.rate_limits.exempt_loopback is False
+
+
+async def drain(websocket: Any) -> None:
+    """Read until the server closes (events may still arrive until its next look)."""
+    while True:
+        await websocket.recv()
+
+
+async def test_a_revoked_key_loses_its_open_websocket(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("modeldepot.api.routes.ws.KEY_RECHECK_SECONDS", 0.05)
+    keys = make_keys(server)
+    async with connect(
+        server.ws_url, open_timeout=5, additional_headers=bearer(keys[Role.read])
+    ) as websocket:
+        await websocket.send(json.dumps({"action": "subscribe"}))
+        assert json.loads(await asyncio.wait_for(websocket.recv(), 5))["type"] == "subscribed"
+        await server.acall(lambda services: services.keys.revoke("k-read"))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(drain(websocket), 10)
+    assert websocket.close_code == 1008
+    assert websocket.close_reason == "API key revoked"
+
+
+async def test_refusals_that_would_flood_the_audit_log_are_not_kept(
+    make_settings: SettingsFactory,
+) -> None:
+    settings = make_settings(
+        auth_required=True, rate_limits={"exempt_loopback": False, "admin_per_minute": 2}
+    )
+    async with run_app(settings, resolve=False) as app:
+        _, admin = await app.services.keys.create("admin", Role.admin)
+        update = {"downloads": {"max_retries": 4}}
+        answers = [
+            (await app.client.put(f"{V}/config/update", json=update, headers=bearer(admin)))
+            for _ in range(5)
+        ]
+        assert [a.status_code for a in answers] == [200, 200, 429, 429, 429]
+        entries, total = await app.services.audit.page(
+            sort="at", descending=False, offset=0, limit=100
+        )
+    assert total == 2  # what the rate limit turned away is not recorded
+    assert {e.status for e in entries} == {200}
+
+
+async def test_the_audit_log_keeps_the_newest_entries(make_settings: SettingsFactory) -> None:
+    async with run_app(make_settings(), resolve=False) as app:
+        audit = AuditLog(app.services.sessions, keep=3, prune_every=2)
+        for n in range(9):
+            await audit.record(
+                actor="a", role=None, client=None, action=f"act {n}", target=None, status=200
+            )
+        entries, total = await audit.page(sort="at", descending=False, offset=0, limit=100)
+    assert total <= 3 + 2  # kept, plus what came since the last pruning
+    assert entries[-1].action == "act 8"
+    assert "act 0" not in {e.action for e in entries}
+
+
+def test_a_key_name_is_matched_whole() -> None:
+    for bad in ("nl\n", "a b", "", "-x", "x" * 65, "é"):
+        with pytest.raises(InvalidInput):
+            validate_key_name(bad)
+    assert validate_key_name("laptop.home_1-2") == "laptop.home_1-2"
+
+
+def test_demo_keys_live_in_the_demo_database(
+    make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    monkeypatch.setenv("MODELDEPOT_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    created = runner.invoke(cli, ["keys", "create", "shown", "--role", "read", "--demo"])
+    assert created.exit_code == 0, created.output
+    demo = json.loads(runner.invoke(cli, ["keys", "list", "--json", "--demo"]).output)
+    real = json.loads(runner.invoke(cli, ["keys", "list", "--json"]).output)
+    assert [k["name"] for k in demo] == ["shown"]
+    assert real == []
+    assert (settings.data_dir / "demo" / "modeldepot.db").is_file()

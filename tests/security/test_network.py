@@ -696,3 +696,74 @@ def test_a_client_that_sends_its_whole_body_first_still_reads_the_413(
                 statuses.append(answer.status_code)
                 assert answer.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert statuses == [413] * 10
+
+
+# --- Framing and malformed requests -------------------------------------------------------
+
+
+async def raw_exchange(server: LiveServer, request: bytes) -> RawResponse:
+    """Send ``request`` whole and read the first answer."""
+    async with raw_connection(server) as sock:
+        return await send_until_answered(sock, request, Upload(total=0, chunked=False))
+
+
+async def test_two_framings_at_once_are_refused_and_the_connection_closed(
+    server: LiveServer,
+) -> None:
+    """Content-Length and Transfer-Encoding together (request smuggling): 400, closed, and
+    the request hidden in the body is never served."""
+    smuggled = f"GET /healthz HTTP/1.1\r\nHost: {own_host(server)}\r\n\r\n".encode()
+    body = b"0\r\n\r\n" + smuggled
+    head = request_head(
+        server, framing=f"Content-Length: {len(body)}\r\nTransfer-Encoding: chunked"
+    )
+    async with raw_connection(server) as sock:
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(sock, head + body)
+        received = bytearray()
+        with contextlib.suppress(ConnectionError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), WAIT_S):
+                received.extend(chunk)
+    response = parse_response(bytes(received))
+    assert response is not None, bytes(received)
+    assert response.status == 400
+    assert response.json()["error"]["code"] == "BAD_REQUEST"
+    assert response.headers["connection"] == "close"
+    assert bytes(received).count(b"HTTP/1.1 ") == 1  # the smuggled GET got no answer
+    assert await key_names(server) == set()
+
+
+async def test_a_refused_body_that_waits_for_100_continue_is_never_invited(
+    server: LiveServer,
+) -> None:
+    head = request_head(server, framing="Content-Length: 2000000\r\nExpect: 100-continue")
+    response = await raw_exchange(server, head)  # the body is never sent
+    assert response.status == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"GET /api/v1/models/status/detailed?page=\xd9\xa1 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nHost: localhost\r\n\r\n",
+        b"POST /api/v1/auth/keys HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n\r\n",
+    ],
+    ids=["raw-utf8-target", "two-hosts", "negative-length", "no-host"],
+)
+async def test_a_request_http_cannot_parse_gets_the_envelope(
+    server: LiveServer, request_line: bytes
+) -> None:
+    response = await raw_exchange(server, request_line)
+    assert response.status == 400
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "BAD_REQUEST"
+
+
+async def test_a_trailing_slash_is_another_path_not_a_redirect(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get(f"{V}/config/current/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "ROUTE_NOT_FOUND"

@@ -22,7 +22,9 @@ every HTTP request and WebSocket handshake:
    client is loopback: turn it off there). Limits are checked before the key is judged,
    so guessing keys is throttled too.
 4. **Authorization**: the key's role must allow the route's (403 ``FORBIDDEN``).
-5. **Audit**: after an admin route answered (or refused), one row in the audit log.
+5. **Audit**: after an admin action (a POST, PUT or DELETE that needs ``admin``) was
+   answered or refused with 401 or 403, one row in the audit log; reads and what the rate
+   limit turned away are not recorded (a flood must not flood the log).
 
 Keys are never logged: the access log prints the path, never headers.
 """
@@ -51,6 +53,8 @@ from modeldepot.settings import RateLimitsConfig
 logger = logging.getLogger(__name__)
 
 WS_KEY_PROTOCOL = "modeldepot.bearer."
+PRINCIPAL_SCOPE_KEY = "modeldepot.principal"
+"""Where the authenticated :class:`Principal` is left in the ASGI scope for the routes."""
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 
@@ -67,7 +71,7 @@ class Policy:
     """None: not rate limited (liveness probes and metrics scrapers)."""
 
     @property
-    def audited(self) -> bool:
+    def admin(self) -> bool:
         return self.role is Role.admin
 
 
@@ -152,6 +156,13 @@ class RateLimits:
         return allowed, stats.remaining, stats.reset_time
 
 
+_BUCKET_NAMES = {
+    Bucket.default: "requests",
+    Bucket.downloads: "download actions",
+    Bucket.admin: "admin actions",
+}
+
+
 def _limit(config: RateLimitsConfig, bucket: Bucket) -> int:
     return {
         Bucket.default: config.default_per_minute,
@@ -196,8 +207,8 @@ class AccessControl:
                     headers,
                     429,
                     "RATE_LIMITED",
-                    f"Too many requests: {per_minute} per minute for "
-                    f"{policy.bucket.value} actions; retry in {wait} s",
+                    f"Too many requests: {per_minute} a minute for "
+                    f"{_BUCKET_NAMES[policy.bucket]}; retry in {wait} s",
                 )
                 await self._audit(services, scope, policy, principal, path, params, 429)
                 return
@@ -219,7 +230,7 @@ class AccessControl:
             )
             await self._audit(services, scope, policy, principal, path, params, 403)
             return
-        scope["modeldepot.principal"] = principal
+        scope[PRINCIPAL_SCOPE_KEY] = principal
         status = 0
 
         async def sending(message: Message) -> None:
@@ -278,7 +289,11 @@ class AccessControl:
         params: dict[str, Any],
         status: int,
     ) -> None:
-        if not policy.audited or scope["type"] != "http":
+        # Admin actions (not reads such as the audit log itself), refused ones included;
+        # not what the rate limit turned away: a flood would flood the log.
+        if not policy.admin or scope["type"] != "http" or scope["method"] in READ_METHODS:
+            return
+        if status == 429:
             return
         target = params.get("model_id") or params.get("name")
         await services.audit.record(

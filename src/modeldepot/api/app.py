@@ -41,6 +41,7 @@ from modeldepot.api.routes import (
 )
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.config.schemas import ConfigUpdate
+from modeldepot.instance import describe_database
 from modeldepot.services import open_services
 from modeldepot.settings import Settings
 
@@ -70,8 +71,10 @@ def create_app(
             app.state.services = services
             if settings.auth_required and not await services.keys.all():
                 logger.warning(
-                    "API keys are required and none exists yet: every request will be "
-                    "refused until an admin runs `modeldepot keys create NAME --role admin`"
+                    "API keys are required and none exists yet in %s: every request will be "
+                    "refused until an admin runs `modeldepot keys create NAME --role admin`%s",
+                    describe_database(settings),
+                    " --demo" if settings.demo else "",
                 )
             # What start-up built lives as long as the service: out of the collector's
             # sight, a full collection under load scans thousands of objects rather than
@@ -88,6 +91,8 @@ def create_app(
         version=__version__,
         summary="Keeps generative video and image models available",
         lifespan=lifespan,
+        # A trailing slash is another path (404), not a 307 outside the envelope.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     # /healthz first: routes are matched in order, one by one, and liveness probes come

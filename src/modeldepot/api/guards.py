@@ -200,11 +200,19 @@ class NetworkGuard:
     def _refusal(self, scope: Scope, headers: Headers) -> tuple[int, str, str] | None:
         host = headers.get("host")
         if not self._hosts.allows(host):
+            named = f"the host name {host!r}" if host else "a request without a Host header"
             return (
                 403,
                 "HOST_NOT_ALLOWED",
-                f"This service does not answer to the host name {host!r} (a defence against "
-                "DNS rebinding); add it to the allowed_hosts setting if it is yours",
+                f"This service does not answer to {named} (a defence against DNS "
+                "rebinding); add the name to the allowed_hosts setting if it is yours",
+            )
+        if "content-length" in headers and "transfer-encoding" in headers:
+            # Two framings: a proxy in front may read the other one (request smuggling).
+            return (
+                400,
+                "BAD_REQUEST",
+                "A request may not carry both Content-Length and Transfer-Encoding",
             )
         method = scope.get("method", "GET")
         websocket = scope["type"] == "websocket"
@@ -257,6 +265,8 @@ class NetworkGuard:
         unread bytes resets the connection, and the reset destroys the answer in flight.
         A body declared larger than that is not read at all (the client gets the reset
         sooner, rather than us reading gigabytes)."""
+        if headers is not None and "expect" in headers:
+            return  # "Expect: 100-continue": reading would invite the body we refuse
         budget = max(self._max_body * 8, DRAIN_BYTES)
         declared = headers.get("content-length") if headers is not None else None
         if declared is not None and (not declared.isdigit() or int(declared) > budget):

@@ -35,14 +35,18 @@ a local model manager's request rates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import h11
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
 
+from modeldepot.api.envelope import ErrorBody, ErrorEnvelope
 from modeldepot.settings import Settings
 
 KEEP_ALIVE_TIMEOUT_S = 5
@@ -174,11 +178,44 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         )
         if partial and self.conn.our_state is h11.IDLE:
             # h11 lets a server answer before the request is complete (RFC 9110's 408).
-            response = h11.Response(
-                status_code=408,
-                headers=[(b"connection", b"close"), (b"content-length", b"0")],
-                reason=b"Request Timeout",
+            self._answer_and_close(
+                408,
+                "REQUEST_TIMEOUT",
+                f"The request's headers did not arrive within {self.header_timeout:g} s",
             )
+            return
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (bad bytes in the target, two
+        Host headers, a negative Content-Length...), in the envelope rather than plain text."""
+        self._answer_and_close(400, "BAD_REQUEST", f"Malformed HTTP request: {msg}")
+
+    def _answer_and_close(self, status: int, code: str, message: str) -> None:
+        body = _envelope(status, code, message)
+        response = h11.Response(
+            status_code=status,
+            headers=[
+                (b"content-type", b"application/json"),
+                (b"connection", b"close"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+            reason=STATUS_PHRASES[status],
+        )
+        with contextlib.suppress(h11.LocalProtocolError):
             self.transport.write(self.conn.send(response) or b"")
+            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
             self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
         self.transport.close()
+
+
+def _envelope(status: int, code: str, message: str) -> bytes:
+    """The error envelope for an answer given before any request reached the app."""
+    error = ErrorBody(
+        code=code,
+        message=message,
+        details={},
+        timestamp=datetime.now(UTC),
+        request_id=f"req_{secrets.token_hex(8)}",
+    )
+    return ErrorEnvelope(error=error).model_dump_json().encode()

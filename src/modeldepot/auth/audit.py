@@ -1,8 +1,10 @@
 """The audit log: who did which admin action, on what, when, and how it ended.
 
-Written by the HTTP layer (``modeldepot.api.access``) after an admin route answered,
-refusals (401, 403, 429) included, and by ``modeldepot keys``; read by admins through
-``GET /api/v1/audit``. Rows are never updated; the log is paged and sorted in SQL.
+Written by the HTTP layer (``modeldepot.api.access``) after an admin action was answered,
+refusals (401, 403) included, and by ``modeldepot keys``; read by admins through
+``GET /api/v1/audit``. Rows are never updated; the newest ``KEEP_ENTRIES`` are kept (a
+client that keeps getting refused cannot grow the log without bound); the log is paged and
+sorted in SQL.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, String, select
+from sqlalchemy import Integer, String, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -65,9 +67,23 @@ def outcome_of(status: int) -> Outcome:
     return "failed"
 
 
+KEEP_ENTRIES = 100_000
+"""The newest entries kept; older ones are deleted (checked every ``PRUNE_EVERY`` writes)."""
+PRUNE_EVERY = 1000
+
+
 class AuditLog:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        keep: int = KEEP_ENTRIES,
+        prune_every: int = PRUNE_EVERY,
+    ) -> None:
         self._sessions = sessions
+        self._keep = keep
+        self._prune_every = prune_every
+        self._writes = 0
 
     async def record(
         self,
@@ -96,6 +112,12 @@ class AuditLog:
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
+                self._writes += 1
+                if self._writes % self._prune_every == 1 % self._prune_every:  # 1st, then every
+                    await session.flush()
+                    await session.execute(
+                        delete(AuditRow).where(AuditRow.seq <= row.seq - self._keep)
+                    )
         except SQLAlchemyError as exc:
             logger.error("Could not write the audit log entry for %s: %s", action, exc)
 

@@ -97,7 +97,7 @@ class KeyInfo:
 
 def validate_key_name(name: str) -> str:
     """Raises InvalidInput unless ``name`` is 1-64 letters, digits, '.', '_' or '-'."""
-    if not _KEY_NAME_RE.match(name):
+    if not _KEY_NAME_RE.fullmatch(name):
         raise InvalidInput(
             "A key name is 1 to 64 letters, digits, '.', '_' or '-', starting with a letter "
             "or digit",
@@ -167,7 +167,7 @@ class KeyStore:
 
     async def authenticate(self, key: str) -> KeyInfo | None:
         """The key's record if ``key`` is a live key, else None (constant-time compare)."""
-        match = _KEY_RE.match(key)
+        match = _KEY_RE.fullmatch(key)
         key_id, secret = match.groups() if match else ("", "")
         async with self._sessions() as session:
             row = await session.get(ApiKeyRow, key_id) if key_id else None
@@ -177,6 +177,11 @@ class KeyStore:
             return None
         await self._touch(row)
         return KeyInfo.of(row)
+
+    async def is_live(self, key_id: str) -> bool:
+        """Whether the key with this public id still exists (not revoked)."""
+        async with self._sessions() as session:
+            return await session.get(ApiKeyRow, key_id) is not None
 
     async def _touch(self, row: ApiKeyRow) -> None:
         now = datetime.now(UTC)

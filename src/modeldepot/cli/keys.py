@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -23,6 +24,7 @@ from modeldepot.auth.audit import AuditLog
 from modeldepot.auth.keys import KeyStore, Role, validate_key_name
 from modeldepot.cli.exits import Problem, fail
 from modeldepot.db import open_database
+from modeldepot.demo import demo_data_dir
 from modeldepot.errors import DepotError
 from modeldepot.settings import Settings
 
@@ -38,11 +40,21 @@ err_console = Console(stderr=True)
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="TOML settings file", exists=False)
 ]
+DemoOption = Annotated[
+    bool,
+    typer.Option(
+        "--demo", help="The keys of `modeldepot serve --demo`, which keeps its own database"
+    ),
+]
 
 
-def _run(config: Path | None, work: Callable[[KeyStore, AuditLog], Awaitable[T]]) -> T:
+def _run(config: Path | None, demo: bool, work: Callable[[KeyStore, AuditLog], Awaitable[T]]) -> T:
     try:
         settings = Settings.load(config_file=config)
+        if demo:
+            settings = settings.model_copy(
+                update={"data_dir": demo_data_dir(settings), "database_url": None}
+            )
         return asyncio.run(_with_store(settings, work))
     except DepotError as exc:
         raise fail(Problem.of(exc), console=err_console) from exc
@@ -71,6 +83,7 @@ def create(
         Role, typer.Option(help="read: sees; user: also downloads and checks; admin: all")
     ] = Role.user,
     config: ConfigOption = None,
+    demo: DemoOption = False,
 ) -> None:
     """Create a key and print it once (its last line of output is the key)."""
     try:
@@ -85,7 +98,7 @@ def create(
         )
         return key
 
-    key = _run(config, work)
+    key = _run(config, demo, work)
     console.print(
         f"Created API key '{name}' with the role {role.value}. It is shown this once: "
         "store it now (clients send it as Authorization: Bearer <key>).",
@@ -97,25 +110,36 @@ def create(
 
 
 @keys_app.command("list")
-def list_keys(config: ConfigOption = None) -> None:
+def list_keys(
+    config: ConfigOption = None,
+    demo: DemoOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON array, for scripts")] = False,
+) -> None:
     """The keys (never their secrets), with when each was created and last used."""
 
-    async def work(keys: KeyStore, _audit: AuditLog) -> list[tuple[str, ...]]:
+    async def work(keys: KeyStore, _audit: AuditLog) -> list[dict[str, str | None]]:
         return [
-            (
-                key.name,
-                key.role.value,
-                key.key_id,
-                key.created_at.isoformat(timespec="seconds"),
-                key.last_used_at.isoformat(timespec="seconds") if key.last_used_at else "never",
-            )
+            {
+                "name": key.name,
+                "role": key.role.value,
+                "key_id": key.key_id,
+                "created_at": key.created_at.isoformat(timespec="seconds"),
+                "last_used_at": key.last_used_at.isoformat(timespec="seconds")
+                if key.last_used_at
+                else None,
+            }
             for key in await keys.all()
         ]
 
-    rows = _run(config, work)
+    rows = _run(config, demo, work)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
     table = Table("name", "role", "key id", "created (UTC)", "last used (UTC)")
+    for column in table.columns:  # a name must stay whole, to be copied into `revoke`
+        column.overflow = "fold"
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(value or "never" for value in row.values()))
     console.print(table)
     if not rows:
         console.print("No API keys yet: modeldepot keys create NAME --role admin", markup=False)
@@ -125,8 +149,10 @@ def list_keys(config: ConfigOption = None) -> None:
 def revoke(
     name: Annotated[str, typer.Argument(help="The key's name")],
     config: ConfigOption = None,
+    demo: DemoOption = False,
 ) -> None:
-    """Revoke a key: the service refuses it from its next request on."""
+    """Revoke a key: the service refuses it from its next request on (an open WebSocket
+    within seconds)."""
 
     async def work(keys: KeyStore, audit: AuditLog) -> None:
         await keys.revoke(name)
@@ -134,5 +160,5 @@ def revoke(
             actor=_actor(), role=None, client=None, action="keys revoke", target=name, status=0
         )
 
-    _run(config, work)
+    _run(config, demo, work)
     console.print(f"Revoked API key '{name}'.", markup=False, highlight=False)

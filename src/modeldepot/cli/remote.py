@@ -185,7 +185,12 @@ def _envelope_error(response: httpx.Response) -> CommandFailed:
         error = response.json()["error"]
         message = str(error["message"])
         if error["code"] == "UNAUTHORIZED":
-            message += f" (set {API_KEY_ENV} to a key from `modeldepot keys create`)"
+            message = (
+                f"The service refused the key in {API_KEY_ENV} (unknown or revoked)"
+                if auth_headers()
+                else f"The service requires an API key: set {API_KEY_ENV} to one "
+                "(an admin makes it with `modeldepot keys create NAME --role user`)"
+            )
         return CommandFailed(
             Problem(str(error["code"]), message), details=error.get("details") or {}
         )

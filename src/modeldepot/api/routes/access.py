@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldepot.api.deps import ServicesDep
@@ -87,9 +87,10 @@ async def list_keys(
     status_code=201,
     responses=error_responses(400, 409, 422),
 )
-async def create_key(body: KeyCreate, services: ServicesDep) -> KeyCreated:
+async def create_key(body: KeyCreate, services: ServicesDep, response: Response) -> KeyCreated:
     """A new key (409 ``KEY_EXISTS`` if the name is taken)."""
     info, key = await services.keys.create(body.name, body.role)
+    response.headers["Cache-Control"] = "no-store"  # the body holds a secret
     return KeyCreated(**KeyPublic.of(info).model_dump(), key=key)
 
 

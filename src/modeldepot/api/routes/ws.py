@@ -23,6 +23,10 @@ Commands are read one at a time and every one is answered, ``subscribed`` or
 A client that sends faster than it is answered queues nothing here: uvicorn hands over
 one message and stops reading the socket until this route asks for the next.
 
+An API key is checked at the handshake (``modeldepot.api.access``) and looked up again
+every ``KEY_RECHECK_SECONDS`` while the connection lasts: once it is revoked the server
+closes with 1008 "API key revoked".
+
 Subprotocols: browsers cannot set ``Authorization`` on a WebSocket, so the auth
 middleware also takes the API key offered as the subprotocol ``modeldepot.bearer.<key>``.
 Browser clients offer ``["modeldepot", "modeldepot.bearer.<key>"]``; the server selects
@@ -42,6 +46,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from modeldepot.api.access import PRINCIPAL_SCOPE_KEY
 from modeldepot.errors import InvalidInput
 from modeldepot.events import (
     DownloadProgress,
@@ -56,6 +61,9 @@ from modeldepot.services import Services
 router = APIRouter(tags=["events"])
 
 SUBPROTOCOL = "modeldepot"
+KEY_RECHECK_SECONDS = 5.0
+"""How often an open connection's API key is looked up again: a revoked key's stream is
+closed (1008 "API key revoked") within this."""
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8  # a valid command has 2
 MAX_MODEL_IDS = 1000
@@ -178,13 +186,28 @@ async def events(websocket: WebSocket) -> None:
     selection = _Filter()
     send_lock = asyncio.Lock()  # the reader's replies and the pump never interleave sends
     reader = asyncio.create_task(_read_commands(websocket, selection, send_lock))
+    principal = websocket.scope.get(PRINCIPAL_SCOPE_KEY)
+    key_id = getattr(principal, "key_id", None)
+    revoked = asyncio.create_task(_until_revoked(services, key_id)) if key_id else None
     try:
-        await _pump(websocket, subscription, selection, reader, send_lock)
+        await _pump(websocket, subscription, selection, reader, revoked, send_lock)
     finally:
         subscription.close()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
-            await reader
+        for task in (reader, revoked):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                    await task
+
+
+async def _until_revoked(services: Services, key_id: str) -> None:
+    """Returns once the connection's API key is gone (revoked here or by ``modeldepot
+    keys revoke`` in another process, hence a look every ``KEY_RECHECK_SECONDS``)."""
+    while True:
+        # A poll, not an event: the revocation may come from another process.
+        await asyncio.sleep(KEY_RECHECK_SECONDS)
+        if not await services.keys.is_live(key_id):
+            return
 
 
 async def _pump(
@@ -192,13 +215,19 @@ async def _pump(
     subscription: Subscription,
     selection: _Filter,
     reader: asyncio.Task[None],
+    revoked: asyncio.Task[None] | None,
     send_lock: asyncio.Lock,
 ) -> None:
+    enders = {reader} if revoked is None else {reader, revoked}
     while not reader.done():
         getter = asyncio.create_task(subscription.get())
-        done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({getter, *enders}, return_when=asyncio.FIRST_COMPLETED)
         if getter not in done:
             getter.cancel()
+            if revoked is not None and revoked in done:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                    async with send_lock:
+                        await websocket.close(code=1008, reason="API key revoked")
             return
         event = getter.result()
         if event is None or subscription.closed:  # the bus gave up on this slow client
