@@ -20,7 +20,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -180,3 +180,16 @@ def _listening_socket(send_buffer_bytes: int | None) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+@contextlib.asynccontextmanager
+async def raw_connection(server: LiveServer) -> AsyncIterator[socket.socket]:
+    """A plain TCP connection to ``server`` (non-blocking, for the loop's sock_* calls):
+    for requests no HTTP client would send."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
+        yield sock
+    finally:
+        sock.close()

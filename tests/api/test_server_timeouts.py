@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import h11
 import pytest
 from websockets.asyncio.client import connect
 
 from modeldepot.api.server import MAX_HEADER_BYTES, header_timeout_protocol
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, live_server, raw_connection
 from tests.support import SettingsFactory
 
 HEADER_TIMEOUT_S = 0.5
@@ -30,17 +30,6 @@ WAIT_S = 10.0
 def server(make_settings: SettingsFactory) -> Iterator[LiveServer]:
     with live_server(make_settings(), header_timeout=HEADER_TIMEOUT_S) as running:
         yield running
-
-
-@contextlib.asynccontextmanager
-async def raw_connection(server: LiveServer) -> AsyncIterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
-        yield sock
-    finally:
-        sock.close()
 
 
 async def send(sock: socket.socket, data: bytes) -> None:

@@ -26,7 +26,7 @@ from websockets.exceptions import InvalidStatus
 from modeldepot.api.guards import DRAIN_BYTES, HostPolicy
 from modeldepot.auth.keys import Role
 from modeldepot.services import Services
-from tests.live_server import LiveServer, live_server
+from tests.live_server import LiveServer, live_server, raw_connection
 from tests.support import SettingsFactory, run_app
 
 V = "/api/v1"
@@ -139,17 +139,6 @@ def parse_response(data: bytes) -> RawResponse | None:
     if len(rest) < length:
         return None
     return RawResponse(int(status_line.split()[1]), headers, rest[:length])
-
-
-@contextlib.asynccontextmanager
-async def raw_connection(server: LiveServer) -> AsyncIterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
-        yield sock
-    finally:
-        sock.close()
 
 
 def request_head(server: LiveServer, *, framing: str, path: str = f"{V}/auth/keys") -> bytes:
