@@ -92,12 +92,18 @@ BandwidthLimitMbps = Annotated[
 ]
 
 
-def _whole(value: Any) -> Any:
+def whole_number(value: Any) -> Any:
     """A float with no fraction is that integer: JSON Schema's ``integer`` includes 11.0."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
-StrictMaxRetries = Annotated[MaxRetries, Strict(), BeforeValidator(_whole)]
-"""``MaxRetries`` in a request body: a JSON integer (11 or 11.0), never "11", 11.5 or true."""
+StrictFloat = Annotated[float, Strict()]
+"""A number in a request body: 11 or 11.5, never "11" or true."""
+
+StrictMaxRetries = Annotated[MaxRetries, Strict(), BeforeValidator(whole_number)]
+"""``MaxRetries`` in a request body: a JSON integer (11 or 11.0), never "11", 11.5 or true.
+Give other body integers the same shape, their bounds *inside* the ``Annotated`` before
+``Strict()`` and ``BeforeValidator(whole_number)`` (outside it, pydantic cannot publish
+them as ``minimum``/``maximum``)."""

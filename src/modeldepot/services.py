@@ -43,6 +43,7 @@ from modeldepot.settings import Settings
 from modeldepot.store.cache import HubCache
 from modeldepot.store.service import StorageService
 from modeldepot.units import mb_bytes
+from modeldepot.usage.service import UsageService
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Services:
     models_dir_probe: WriteProbe
     keys: KeyStore
     audit: AuditLog
+    usage: UsageService
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     instance: InstanceLease | None = None
@@ -166,12 +168,14 @@ async def open_services(
             await services.downloads.load()
             await services.health.load()
             await services.repairs.load()
+            await services.usage.load()
             if background:
                 _start_background(services)
             try:
                 yield services
             finally:
                 await _stop_background(services)
+                await services.usage.close()
                 await services.repairs.close()
                 await services.health.close()
                 await services.downloads.close()
@@ -267,6 +271,7 @@ async def _build(
         models_dir_probe=WriteProbe(models_dir),
         keys=KeyStore(sessions),
         audit=AuditLog(sessions),
+        usage=UsageService(sessions=sessions, model_ids=lambda: catalog.entries.keys()),
     )
     _wire(services)
     return services
@@ -282,11 +287,13 @@ def _wire(services: Services) -> None:
     # wins, then a health verdict may mark the installed bytes CORRUPTED.
     availability.add_contributor(downloads)
     availability.add_contributor(health)
+    availability.add_contributor(services.usage)  # usage figures only: no status wins here
 
     async def rejudge(model_id: str) -> None:
         await availability.recompute(model_id)
 
     downloads.on_status_change(rejudge)
+    services.usage.on_change(rejudge)
     downloads.on_ref_switch(services.revisions.record_switch)
     health.on_verdict(services.repairs.on_verdict)
     config.on_change(downloads.on_config_change)

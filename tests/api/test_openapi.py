@@ -79,6 +79,7 @@ CONFIG_UPDATE = f"{V}/config/update"
 KEYS = f"{V}/auth/keys"
 KEY = f"{V}/auth/keys/{{name}}"
 AUDIT = f"{V}/audit"
+USAGE = f"{V}/models/usage"
 LISTS = [  # paged (issue 10): a bad page, limit, sort or order is 422
     f"{V}/models/status/detailed",
     f"{V}/models/download/active",
@@ -178,6 +179,21 @@ def probes() -> list[Probe]:
         ("DELETE", KEY, f"{KEYS}/app", None),
         ("DELETE", KEY, f"{KEYS}/app", None),
         ("DELETE", KEY, f"{KEYS}/{BAD_ID}", None),
+        (
+            "POST",
+            USAGE,
+            USAGE,
+            {"events": [{"event_id": "u1", "model_id": "tiny", "type": "model_loaded"}]},
+        ),
+        (
+            "POST",
+            USAGE,
+            USAGE,
+            {"events": [{"event_id": "u3", "model_id": "nope", "type": "model_loaded"}]},
+        ),
+        *body_probes(
+            USAGE, USAGE, {"events": [{"event_id": "u2", "model_id": "nope", "type": "x"}]}
+        ),
         ("GET", AUDIT, AUDIT, None),
         ("GET", AUDIT, f"{AUDIT}?sort=password", None),
     ]
@@ -244,3 +260,25 @@ async def test_model_ids_in_paths_carry_the_id_pattern(make_settings: SettingsFa
     for parameter in model_params:
         assert parameter["in"] == "path"
         assert parameter["schema"]["pattern"] == MODEL_ID_PATTERN
+
+
+async def test_every_bound_is_published_in_json_schema_terms(
+    make_settings: SettingsFactory,
+) -> None:
+    """pydantic writes a bound it cannot translate (one outside a validator's wrapper) as
+    its own ``ge``/``le``: clients and fuzzers would not see the range."""
+    async with run_app(make_settings(), resolve=False) as app:
+        document = (await app.client.get("/openapi.json")).json()
+    raw: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            raw.extend(f"{where}.{k}" for k in ("ge", "le", "gt", "lt") if k in node)
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for n, value in enumerate(node):
+                walk(value, f"{where}[{n}]")
+
+    walk(document, "")
+    assert raw == []

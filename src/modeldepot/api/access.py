@@ -85,6 +85,7 @@ _V = "/api/v1"
 POLICIES: dict[tuple[str, str], Policy] = {
     ("POST", f"{_V}/models/download/manage"): DOWNLOAD,
     ("POST", f"{_V}/models/health/{{model_id}}/check"): USER,
+    ("POST", f"{_V}/models/usage"): USER,
     ("POST", f"{_V}/models/health/{{model_id}}/repair"): ADMIN,
     ("POST", f"{_V}/models/revisions/{{model_id}}/update"): ADMIN,
     ("POST", f"{_V}/models/revisions/{{model_id}}/rollback"): ADMIN,

@@ -37,6 +37,7 @@ from modeldepot.api.routes import (
     status,
     storage,
     system,
+    usage,
     ws,
 )
 from modeldepot.catalog.schemas import CatalogEntry
@@ -106,6 +107,7 @@ def create_app(
         storage.router,
         config.router,
         access.router,
+        usage.router,
         ws.router,
     ):
         app.include_router(router)
