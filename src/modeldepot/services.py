@@ -214,7 +214,10 @@ async def _build(
     availability = AvailabilityService(
         catalog=catalog, cache=cache, bus=bus, cache_ttl=settings.status_cache_ttl_seconds
     )
-    storage = StorageService(cache=cache, entries=catalog.entries, config=lambda: config.current)
+    usage = UsageService(sessions=sessions, model_ids=lambda: catalog.entries.keys())
+    storage = StorageService(
+        cache=cache, entries=catalog.entries, config=lambda: config.current, usage=usage.last_use
+    )
     downloads = DownloadService(
         settings=settings,
         config=config,
@@ -271,7 +274,7 @@ async def _build(
         models_dir_probe=WriteProbe(models_dir),
         keys=KeyStore(sessions),
         audit=AuditLog(sessions),
-        usage=UsageService(sessions=sessions, model_ids=lambda: catalog.entries.keys()),
+        usage=usage,
     )
     _wire(services)
     return services

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from modeldepot.testing import LocalHub
 from modeldepot.usage.service import LOADED_TTL
-from tests.support import SettingsFactory, hub_entry, run_app
+from tests.support import SettingsFactory, fill_cache_with_huggingface_hub, hub_entry, run_app
 
 V = "/api/v1"
 ENTRIES = (hub_entry("alpha", "acme/alpha"), hub_entry("beta", "acme/beta"))
@@ -225,3 +226,37 @@ async def test_a_time_ahead_of_the_service_clock_is_taken_as_received(
     assert answer.status_code == 200
     last_used = datetime.fromisoformat(alpha["last_used"])
     assert NOW <= last_used <= datetime.now(UTC)
+
+
+async def test_reported_usage_decides_the_storage_tier(
+    local_hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    """hot: used in the last 7 days; warm: in the last 30; cold: older or never."""
+    names = ("hot", "warm", "cold", "never")
+    for name in names:
+        local_hub.create_repo(f"acme/{name}", {"config.json": name.encode()})
+    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    for name in names:
+        fill_cache_with_huggingface_hub(local_hub, f"acme/{name}", settings.models_dir)
+    entries = tuple(hub_entry(name, f"acme/{name}") for name in names)
+    uses = {"hot": ago(days=6, hours=23), "warm": ago(days=29), "cold": ago(days=31)}
+    events = [
+        event(name, name, "generation_completed", at=at, duration_seconds=1.0)
+        for name, at in uses.items()
+    ]
+    async with run_app(settings, entries=entries) as app:
+        answer = await app.client.post(f"{V}/models/usage", json={"events": events})
+        assert answer.status_code == 200, answer.text
+        storage = (await app.client.get(f"{V}/models/storage")).json()
+    rows = {m["model_id"]: m for m in storage["models_storage"]}
+    assert {name: rows[name]["storage_tier"] for name in names} == {
+        "hot": "hot",
+        "warm": "warm",
+        "cold": "cold",
+        "never": "cold",
+    }
+    for name, at in uses.items():
+        assert datetime.fromisoformat(rows[name]["last_accessed"]) == datetime.fromisoformat(at)
+    assert rows["never"]["last_accessed"] is None
+    assert rows["hot"]["usage_frequency"] == round(1 / 30, 4)
+    assert rows["cold"]["usage_frequency"] == 0.0  # outside the 30-day window

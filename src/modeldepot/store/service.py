@@ -62,10 +62,14 @@ class StorageService:
         cache: HubCache,
         entries: Mapping[str, CatalogEntry],
         config: Callable[[], ConfigPublic],
+        usage: Callable[[str], tuple[datetime | None, float]] = lambda _model_id: (None, 0.0),
     ) -> None:
+        """``usage(model_id)``: its last reported use and uses per day (``modeldepot.usage``),
+        which decide ``last_accessed``, ``usage_frequency`` and ``storage_tier``."""
         self._cache = cache
         self._entries = entries
         self._config = config
+        self._usage = usage
 
     async def report(self) -> StorageResponse:
         repos, space = await anyio.to_thread.run_sync(self._scan)
@@ -87,13 +91,14 @@ class StorageService:
             repo = by_folder.get(folder)
             if repo is None or repo.size_on_disk == 0:
                 continue
+            last_used, frequency = self._usage(entry.id)
             models.append(
                 ModelStorage(
                     model_id=entry.id,
                     size_gb=repo.size_on_disk / GB,
-                    last_accessed=None,
-                    usage_frequency=0.0,
-                    storage_tier=storage_tier(None, now),
+                    last_accessed=last_used,
+                    usage_frequency=frequency,
+                    storage_tier=storage_tier(last_used, now),
                     size_bytes=repo.size_on_disk,
                     repo_id=entry.repo_id,
                     commits=list(repo.commits),

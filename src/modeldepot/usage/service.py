@@ -165,6 +165,14 @@ class UsageService:
             for model_id, last in newest:
                 self._model(model_id).last_used = _utc(last)
 
+    def last_use(self, model_id: str) -> tuple[datetime | None, float]:
+        """The model's last use and uses per day (what storage tiers are made of)."""
+        usage = self._usage.get(model_id)
+        if usage is None:
+            return None, 0.0
+        figures = usage.figures(self._clock())
+        return figures["last_used"], figures["usage_frequency"]
+
     def contribute(self, model_id: str, fields: dict[str, Any]) -> None:
         usage = self._usage.get(model_id)
         if usage is not None:
