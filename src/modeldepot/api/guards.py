@@ -344,16 +344,16 @@ def _has_body(headers: Headers) -> bool:
     return (length is not None and length != "0") or "transfer-encoding" in headers
 
 
+_API_HEADERS = [*_COMMON_HEADERS, (b"content-security-policy", _CSP.encode())]
+_DOCS_HEADERS = [*_COMMON_HEADERS, (b"content-security-policy", _DOCS_CSP.encode())]
+
+
 def _with_security_headers(scope: Scope, send: Send) -> Send:
-    csp = _DOCS_CSP if scope["path"] in _DOCS_PATHS else _CSP
+    added = _DOCS_HEADERS if scope["path"] in _DOCS_PATHS else _API_HEADERS
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [
-                *message.get("headers", []),
-                *_COMMON_HEADERS,
-                (b"content-security-policy", csp.encode()),
-            ]
+            message["headers"] = [*message.get("headers", []), *added]
         await send(message)
 
     return sending

@@ -83,7 +83,7 @@ class AuditLog:
         self._sessions = sessions
         self._keep = keep
         self._prune_every = prune_every
-        self._writes = 0
+        self._writes_to_prune = 1  # prune at the first write, then every prune_every
 
     async def record(
         self,
@@ -112,8 +112,9 @@ class AuditLog:
         try:
             async with self._sessions.begin() as session:
                 session.add(row)
-                self._writes += 1
-                if self._writes % self._prune_every == 1 % self._prune_every:  # 1st, then every
+                self._writes_to_prune -= 1
+                if self._writes_to_prune == 0:
+                    self._writes_to_prune = self._prune_every
                     await session.flush()
                     await session.execute(
                         delete(AuditRow).where(AuditRow.seq <= row.seq - self._keep)
