@@ -8,11 +8,14 @@
     │   ├── DownloadNotFound (404 DOWNLOAD_NOT_FOUND)
     │   ├── CheckNotFound (404 CHECK_NOT_FOUND)
     │   ├── RepairNotFound (404 REPAIR_NOT_FOUND)
+    │   ├── CleanupNotFound (404 CLEANUP_NOT_FOUND)
     │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
     ├── Conflict (409 CONFLICT)
     │   ├── DownloadInProgress (409 DOWNLOAD_IN_PROGRESS)
     │   ├── RevisionUnavailable (409 REVISION_UNAVAILABLE)
-    │   └── ModelNotInstalled (409 MODEL_NOT_INSTALLED)
+    │   ├── ModelNotInstalled (409 MODEL_NOT_INSTALLED)
+    │   ├── FeatureDisabled (409 FEATURE_DISABLED)    switched off in the configuration
+    │   └── ModelProtected (409 MODEL_PROTECTED)      pinned, loaded, downloading...
     ├── InvalidInput (422 VALIDATION_ERROR)
     │   ├── InvalidModelId (422 INVALID_MODEL_ID)
     │   ├── InvalidCheckId (422 INVALID_CHECK_ID)
@@ -86,6 +89,10 @@ class CheckNotFound(NotFound):
     code = "CHECK_NOT_FOUND"
 
 
+class CleanupNotFound(NotFound):
+    code = "CLEANUP_NOT_FOUND"
+
+
 class RepairNotFound(NotFound):
     code = "REPAIR_NOT_FOUND"
 
@@ -101,6 +108,16 @@ class Conflict(DepotError):
 
 class DownloadInProgress(Conflict):
     code = "DOWNLOAD_IN_PROGRESS"
+
+
+class FeatureDisabled(Conflict):
+    code = "FEATURE_DISABLED"
+
+
+class ModelProtected(Conflict):
+    """A removal refused: the model is pinned, loaded, downloading or waited for."""
+
+    code = "MODEL_PROTECTED"
 
 
 class RevisionUnavailable(Conflict):

@@ -27,6 +27,7 @@ from modeldepot.catalog.loader import load_catalog_file, merge_catalogs
 from modeldepot.catalog.resolver import SourceResolver
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
+from modeldepot.cleanup.service import CleanupService
 from modeldepot.config.directory import WriteProbe, write_problem
 from modeldepot.config.service import ConfigService
 from modeldepot.db import open_database
@@ -71,6 +72,7 @@ class Services:
     keys: KeyStore
     audit: AuditLog
     usage: UsageService
+    cleanup: CleanupService
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     instance: InstanceLease | None = None
@@ -169,6 +171,7 @@ async def open_services(
             await services.health.load()
             await services.repairs.load()
             await services.usage.load()
+            await services.cleanup.load()
             if background:
                 _start_background(services)
             try:
@@ -214,9 +217,17 @@ async def _build(
     availability = AvailabilityService(
         catalog=catalog, cache=cache, bus=bus, cache_ttl=settings.status_cache_ttl_seconds
     )
-    usage = UsageService(sessions=sessions, model_ids=lambda: catalog.entries.keys())
+    usage = UsageService(
+        sessions=sessions,
+        model_ids=lambda: catalog.entries.keys(),
+        enabled=lambda: config.current.features.usage_analytics,
+    )
     storage = StorageService(
-        cache=cache, entries=catalog.entries, config=lambda: config.current, usage=usage.last_use
+        cache=cache,
+        entries=catalog.entries,
+        config=lambda: config.current,
+        usage=usage.last_use,
+        pinned=lambda model_id: cleanup.is_pinned(model_id),  # built below
     )
     downloads = DownloadService(
         settings=settings,
@@ -255,6 +266,18 @@ async def _build(
         cache=cache,
         config_service=config,
     )
+    cleanup = CleanupService(
+        catalog=catalog,
+        cache=cache,
+        storage=storage,
+        usage=usage,
+        downloads=downloads,
+        availability=availability,
+        config=lambda: config.current,
+        sessions=sessions,
+        commits_in_use=revisions.commits_in_use,
+        on_removed=revisions.record_removal,
+    )
     services = Services(
         settings=settings,
         config=config,
@@ -275,6 +298,7 @@ async def _build(
         keys=KeyStore(sessions),
         audit=AuditLog(sessions),
         usage=usage,
+        cleanup=cleanup,
     )
     _wire(services)
     return services
@@ -301,6 +325,8 @@ def _wire(services: Services) -> None:
     health.on_verdict(services.repairs.on_verdict)
     config.on_change(downloads.on_config_change)
     config.on_change(services.revisions.on_config_change)
+    config.on_change(services.cleanup.on_config_change)
+    downloads.on_short_of_space(services.cleanup.make_room)
 
 
 def _start_background(services: Services) -> None:
@@ -317,6 +343,10 @@ def _start_background(services: Services) -> None:
         ("download-progress", services.downloads.run_progress_loop),
         ("health-monitor", services.health_monitor.run_loop),
         ("revision-sweep", services.revisions.run_sweep_loop),
+        (
+            "usage-retention",
+            lambda: services.usage.run_retention_loop(settings.usage_retention_days),
+        ),
     ]
     for name, loop in loops:
         services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))

@@ -72,6 +72,20 @@ class StorageConfig(_Section):
         le=100_000,
         description="Reserve kept free on the models disk, GB (10^9 bytes): 0 to 100,000",
     )
+    auto_cleanup: bool = Field(
+        default=False,
+        description="Free space by itself: a download that would cross the quota, the "
+        "free-space reserve or cleanup_threshold_percent first removes the least recently "
+        "used idle, unpinned models (never loaded, downloading, queued-for or pinned ones); "
+        "off: such a download is refused with 507 naming what would have to go",
+    )
+    cleanup_check_interval_minutes: float = Field(
+        default=60,
+        ge=1,
+        le=MINUTES_PER_YEAR,
+        description="How often usage is checked against cleanup_threshold_percent (and, "
+        "with auto_cleanup, brought back under it), 1 to 525,600 minutes",
+    )
     revision_grace_hours: float = Field(
         default=72,
         ge=0,
@@ -98,8 +112,8 @@ class DownloadsConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    """Switches of features that exist; the seed's ``intelligent_fallback`` and
-    ``usage_analytics`` are offered once their features are (see ``modeldepot.config``)."""
+    """Switches of features that exist; the seed's ``intelligent_fallback`` is offered
+    once its feature is (see ``modeldepot.config``)."""
 
     enhanced_downloads: bool = Field(
         default=True,
@@ -109,6 +123,12 @@ class FeaturesConfig(_Section):
     )
     health_monitoring: bool = Field(
         default=True, description="Scheduled health checks of every available model"
+    )
+    usage_analytics: bool = Field(
+        default=True,
+        description="Accept usage reports (POST /models/usage); off: reports are refused "
+        "with 409 FEATURE_DISABLED and nothing is recorded (the analytics of what was "
+        "recorded stay readable)",
     )
 
 
@@ -279,6 +299,13 @@ class Settings(BaseSettings):
         ge=1,
         le=10_000,
         description="Performance check: bytes read per file at most, MB (10^6 bytes): 1 to 10,000",
+    )
+    usage_retention_days: int = Field(
+        default=90,
+        ge=1,
+        le=3650,
+        description="Raw usage events older than this are deleted, 1 to 3650 days; the "
+        "analytics keep their figures (hourly roll-ups are kept)",
     )
 
     auth_required: bool = Field(

@@ -28,3 +28,12 @@ def mb_bytes(megabytes: float) -> int:
 def gb_bytes(gigabytes: float) -> int:
     """Gigabytes (10^9), as a setting or a request states them, in whole bytes."""
     return int(gigabytes * GB)
+
+
+def readable(n_bytes: float) -> str:
+    """A size for a sentence: ``512 bytes``, ``3.1 MB``, ``12.40 GB`` (10^6, 10^9)."""
+    if n_bytes < 1_000:
+        return f"{n_bytes:.0f} bytes"
+    if n_bytes < GB:
+        return f"{n_bytes / MB:.1f} MB" if n_bytes >= 100_000 else f"{n_bytes / 1000:.0f} kB"
+    return f"{n_bytes / GB:.2f} GB"

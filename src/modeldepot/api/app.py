@@ -30,6 +30,7 @@ from modeldepot.api.guards import NetworkGuard, check_exposure
 from modeldepot.api.metrics import HttpMetrics, MetricsMiddleware, ModelStatusCollector
 from modeldepot.api.routes import (
     access,
+    cleanup,
     config,
     downloads,
     health,
@@ -107,6 +108,7 @@ def create_app(
         storage.router,
         config.router,
         access.router,
+        cleanup.router,  # before usage: /analytics/cleanup before /analytics/{model_id}
         usage.router,
         ws.router,
     ):

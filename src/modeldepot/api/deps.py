@@ -14,7 +14,6 @@ from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
 from modeldepot.revisions.service import RevisionService
 from modeldepot.services import Services
-from modeldepot.store.service import StorageService
 
 # Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency on a worker
 # thread, a thread hop per request for a dictionary lookup (issue 9).
@@ -49,15 +48,10 @@ async def _health(request: Request) -> HealthService:
     return _services(request).health
 
 
-async def _storage(request: Request) -> StorageService:
-    return _services(request).storage
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
 AvailabilityDep = Annotated[AvailabilityService, Depends(_availability)]
 CatalogDep = Annotated[CatalogService, Depends(_catalog)]
 ConfigDep = Annotated[ConfigService, Depends(_config)]
-StorageDep = Annotated[StorageService, Depends(_storage)]
 DownloadsDep = Annotated[DownloadService, Depends(_downloads)]
 HealthDep = Annotated[HealthService, Depends(_health)]
 

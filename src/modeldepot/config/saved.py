@@ -13,8 +13,8 @@ parse, fails the strict schema or a bound (an older version accepted ``1e300`` G
 names a models directory that is now a file, outside the allowed roots or not writable is
 *set aside*: renamed to ``runtime-config.rejected-<UTC time>.json`` beside it and
 reported with every reason, and the service starts on defaults, the TOML file and the
-environment. The feature switches that are not offered yet (``intelligent_fallback``,
-``usage_analytics``), which earlier versions saved, are dropped with an info log instead.
+environment. The feature switch that is not offered yet (``intelligent_fallback``), which earlier
+versions saved, is dropped with an info log instead.
 """
 
 from __future__ import annotations

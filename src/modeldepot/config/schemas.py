@@ -8,9 +8,9 @@ every number against the range written in its description (``modeldepot.bounds``
 The saved overrides file has one shape too (:class:`SavedConfig`), and a file that no
 longer fits it is reported as a :class:`SetAside`.
 
-The seed's ``features.intelligent_fallback`` and ``features.usage_analytics`` are not
-offered until their features exist (:data:`UNAVAILABLE_FEATURES`): an update naming them
-is refused, and a saved file of an earlier version that holds them loads without them.
+The seed's ``features.intelligent_fallback`` is not offered until its feature exists
+(:data:`UNAVAILABLE_FEATURES`): an update naming it is refused, and a saved file of an
+earlier version that holds it loads without it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from modeldepot.settings import (
 
 UNAVAILABLE_FEATURES: dict[str, str] = {
     "intelligent_fallback": "fallback suggestions and the wait queue",
-    "usage_analytics": "usage analytics",
 }
 """Feature switches of the seed that are not offered yet, and the feature each awaits."""
 

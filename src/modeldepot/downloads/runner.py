@@ -177,6 +177,23 @@ class SpaceCheck:
     quota_bytes: int
     used_bytes: Callable[[], int]
 
+    make_room: Callable[[int, InsufficientStorage], Awaitable[None]] | None = None
+    """Frees space or raises InsufficientStorage (see DownloadService.on_short_of_space)."""
+
+    async def secure(self, needed: int, executor: Executor) -> None:
+        """Make sure ``needed`` more bytes fit, making room if a limit would be crossed.
+
+        Raises:
+            InsufficientStorage: they do not fit and no room could be made.
+        """
+        try:
+            await run(executor, self.ensure, needed)
+        except InsufficientStorage as short:
+            if self.make_room is None:
+                raise
+            await self.make_room(needed, short)
+            await run(executor, self.ensure, needed)
+
     def ensure(self, needed: int) -> None:
         """Raises InsufficientStorage when ``needed`` more bytes would break a limit."""
         free = disk_space(self.models_dir).free
@@ -232,10 +249,11 @@ class JobRunner:
 
     async def run(self) -> None:
         # Under the repository's lock: the revision sweep cannot remove what we link here.
+        await run(self.context.executor, self.cache.prepare_repository_blocking, self.job.repo_id)
         async with self.cache.lock(self.job.repo_id):
             pending = await run(self.context.executor, self._link_present_files)
         needed = sum(f.size or 0 for f in pending)
-        await run(self.context.executor, self.space.ensure, needed)
+        await self.space.secure(needed, self.context.executor)
         limits = {
             True: asyncio.Semaphore(SMALL_FILES_IN_PARALLEL),
             False: asyncio.Semaphore(FILES_IN_PARALLEL),

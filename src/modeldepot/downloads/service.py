@@ -15,7 +15,9 @@ download are 404 ``DOWNLOAD_NOT_FOUND``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -56,6 +58,7 @@ from modeldepot.downloads.transfer import ConnectionSlots, TransferContext, Tran
 from modeldepot.errors import (
     DownloadInProgress,
     DownloadNotFound,
+    InsufficientStorage,
     InvalidInput,
     UpstreamUnavailable,
 )
@@ -65,6 +68,7 @@ from modeldepot.store.partial import translate_os_error
 from modeldepot.units import MB, gb_bytes, mb_bytes
 
 S = DownloadStatus
+MakeRoom = Callable[[str, int, InsufficientStorage], Awaitable[None]]
 
 
 class DownloadService:
@@ -89,6 +93,7 @@ class DownloadService:
         self._cache = cache
         self._client = client
         self._blobs = BlobRegistry()
+        self._make_room: MakeRoom | None = None
         downloads = config.current.downloads
         self._global_bucket = TokenBucket(downloads.bandwidth_limit_mbps)
         self._slots = ConnectionSlots(downloads.max_connections)
@@ -116,6 +121,13 @@ class DownloadService:
     def on_status_change(self, listener: StatusListener) -> None:
         """``listener(model_id)`` after every transition of a download of that model."""
         self._ledger.on_status_change(listener)
+
+    def on_short_of_space(self, make_room: MakeRoom) -> None:
+        """``make_room(model_id, needed, refusal)`` when a download of ``needed`` more
+        bytes would cross the quota or the free-space reserve (``refusal`` says which): it
+        frees space or raises InsufficientStorage (``modeldepot.cleanup``). Without it,
+        ``refusal`` is raised."""
+        self._make_room = make_room
 
     def on_ref_switch(self, listener: RefSwitchListener) -> None:
         """``listener(model_id, previous_commit, new_commit)`` after a download moved a ref."""
@@ -238,7 +250,7 @@ class DownloadService:
         if problem is not None:
             raise translate_os_error(problem, "preparing the download")
         needed = await run(self._executor, self._remaining, job)
-        await run(self._executor, self._space_check().ensure, needed)
+        await self._space_check(job.model_id).secure(needed, self._executor)
         await self._ledger.add(job)
         return job, needed
 
@@ -336,6 +348,11 @@ class DownloadService:
         """Whether a download of ``model_id`` is queued, running, verifying or paused."""
         return self._ledger.active(model_id) is not None
 
+    def desk(self, model_id: str) -> asyncio.Lock:
+        """The lock every download action on ``model_id`` holds while it decides and acts:
+        whoever holds it (a cleanup removing the model) knows no download starts."""
+        return self._ledger.desk(model_id)
+
     # --- availability contributor ------------------------------------------------------
 
     def contribute(self, model_id: str, fields: dict[str, Any]) -> None:
@@ -377,7 +394,7 @@ class DownloadService:
             endpoint=self._settings.hf_endpoint,
             context=context,
             blobs=self._blobs,
-            space=self._space_check(),
+            space=self._space_check(job.model_id),
             on_file_done=lambda: self._ledger.save(job),
         )
 
@@ -453,13 +470,15 @@ class DownloadService:
                 missing += file.size or 0
         return missing
 
-    def _space_check(self) -> SpaceCheck:
+    def _space_check(self, model_id: str) -> SpaceCheck:
         storage = self._config.current.storage
+        make_room = self._make_room
         return SpaceCheck(
             models_dir=self._cache.root,
             reserve_bytes=gb_bytes(storage.min_free_space_gb),
             quota_bytes=gb_bytes(storage.max_storage_gb),
             used_bytes=lambda: sum(r.size_on_disk for r in self._cache.repositories_blocking()),
+            make_room=None if make_room is None else partial(make_room, model_id),
         )
 
     def _queue_position(self, job: Job) -> int | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -150,6 +150,21 @@ class RevisionService:
         if state is not None:
             query = query.where(RevisionRow.state == state.value)
         return list((await session.scalars(query)).all())
+
+    async def commits_in_use(self, model_id: str) -> set[str]:
+        """The commits of ``model_id`` recorded as installed or kept for a rollback."""
+        async with self._sessions() as session:
+            rows = await self._rows(session, model_id)
+        states = (RevisionState.current, RevisionState.previous)
+        return {row.commit_hash for row in rows if row.state in states}
+
+    async def record_removal(self, model_id: str, commits: Iterable[str]) -> None:
+        """A cleanup removed these commits of ``model_id`` from disk."""
+        removed = set(commits)
+        async with self._record_lock, self._sessions() as session, session.begin():
+            for row in await self._rows(session, model_id):
+                if row.commit_hash in removed and row.state != RevisionState.removed:
+                    row.state, row.removed_at = RevisionState.removed, self._clock()
 
     # --- reading -----------------------------------------------------------------------
 

@@ -12,8 +12,10 @@ through it. The tree of paths is drawn in ``store/layout.py``; who changes what:
         │                                whatever was there: that is how a repair replaces
         │                                bad bytes), or adopt_blob from another repository;
         │                                removed: prune_revision (no other snapshot links
-        │                                it), remove_blob (for cleanup: never before what
-        │                                replaces it is verified)
+        │                                it), remove_blob (never before what replaces it
+        │                                is verified), remove_planned (cleanup: a model's
+        │                                ref, snapshots and the blobs only they link, or
+        │                                the whole folder when nothing else is left)
         ├── blobs/{hash}.modeldepot-partial[.json]
         │                                a download in progress; removed: remove_partials,
         │                                collect_orphans (start-up)
@@ -72,10 +74,11 @@ from modeldepot.catalog.service import CatalogService
 from modeldepot.errors import DepotError
 from modeldepot.files import fsync_dir
 from modeldepot.ids import is_commit_hash
-from modeldepot.store import prune
+from modeldepot.store import prune, removal
 from modeldepot.store.layout import PARTIAL_SUFFIX, RepoLayout, contain, sweep_temp_files
 from modeldepot.store.locks import RepoLocks
 from modeldepot.store.partial import translate_os_error
+from modeldepot.store.removal import RemovalPlan
 from modeldepot.store.scan import (
     Completeness,
     FileObservation,
@@ -342,6 +345,37 @@ class HubCache:
         """
         return prune.remove_blob(self.layout(repo_id), digest, owner=owner)
 
+    async def plan_removal(
+        self, repo_id: str, revision: str, *, keep: frozenset[str] = frozenset()
+    ) -> RemovalPlan:
+        """What removing the model tracking ``revision`` would remove
+        (``store/removal.py``); changes nothing.
+
+        Raises:
+            UnsafePath: a folder of the repository is a link or resolves outside the root.
+        """
+
+        layout = self.layout(repo_id)
+        return await anyio.to_thread.run_sync(
+            partial(removal.plan_removal, layout, revision, keep=keep)
+        )
+
+    async def predicted_free_bytes(self, plans: Sequence[RemovalPlan]) -> int:
+        """Allocated bytes removing every plan together would give back (a blob
+        hard-linked into two of the repositories counted once, and only if both go)."""
+        paths = [path for plan in plans for path in plan.paths]
+        return await anyio.to_thread.run_sync(removal.predicted_free_bytes, paths)
+
+    async def remove_planned(self, plan: RemovalPlan) -> int:
+        """Remove what ``plan`` names; return the allocated bytes released, measured. The
+        caller holds ``lock(plan.repo_id)`` and made the plan under it.
+
+        Raises:
+            UnsafePath, StorageError: see ``store/removal.py::execute_removal``.
+        """
+        layout = self.layout(plan.repo_id)
+        return await _finish_off_loop(partial(removal.execute_removal, layout, plan))
+
     async def sweep_temp_files(self, repo_id: str) -> list[Path]:
         """See :meth:`sweep_temp_files_blocking`."""
         return await _finish_off_loop(partial(self.sweep_temp_files_blocking, repo_id))
@@ -363,6 +397,23 @@ class HubCache:
             UnsafePath: see ``store/prune.py::remove_partials``.
         """
         prune.remove_partials(self.layout(repo_id), files)
+
+    def prepare_repository_blocking(self, repo_id: str) -> None:
+        """Create ``blobs/`` and ``snapshots/`` before a download writes: a repository
+        with a download under way (or paused) is then one huggingface_hub's
+        ``scan_cache_dir`` reads without a warning. Blocking.
+
+        Raises:
+            UnsafePath: a folder resolves outside the root.
+            StorageError: the file system refused.
+        """
+        layout = self.layout(repo_id)
+        for folder in (layout.blobs_dir, layout.path / "snapshots"):
+            contain(self._root, folder)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise translate_os_error(exc, "preparing the repository folder") from exc
 
     def adopt_blob_blocking(self, repo_id: str, digest: str, source: Path) -> None:
         """Give the repository its own copy of a verified blob another repository holds

@@ -47,6 +47,10 @@ class ModelStorage(BaseModel):
         description="hot: used in the last 7 days; warm: in the last 30; cold: older or never"
     )
     size_bytes: int = Field(description="size_gb exactly, in bytes")
+    last_modified: datetime | None = Field(
+        description="When its newest file was written (how long a never-used model has been idle)"
+    )
+    pinned: bool = Field(description="Pinned: never a cleanup candidate")
     repo_id: str
     commits: list[str]
 

@@ -1,8 +1,8 @@
 """Storage reporting: what the models directory holds and how much room is left.
 
 All figures come from the file system at request time (``statvfs`` and the repositories'
-blob sizes), read in a worker thread. Cleanup suggestions are filled by the cleanup
-capability; until it exists they are honestly empty.
+blob sizes), read in a worker thread. The cleanup suggestions are filled by
+``modeldepot.cleanup`` (which serves ``GET /models/storage``); alone this reports none.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class StorageService:
         entries: Mapping[str, CatalogEntry],
         config: Callable[[], ConfigPublic],
         usage: Callable[[str], tuple[datetime | None, float]] = lambda _model_id: (None, 0.0),
+        pinned: Callable[[str], bool] = lambda _model_id: False,
     ) -> None:
         """``usage(model_id)``: its last reported use and uses per day (``modeldepot.usage``),
         which decide ``last_accessed``, ``usage_frequency`` and ``storage_tier``."""
@@ -70,6 +71,7 @@ class StorageService:
         self._entries = entries
         self._config = config
         self._usage = usage
+        self._pinned = pinned
 
     async def report(self) -> StorageResponse:
         repos, space = await anyio.to_thread.run_sync(self._scan)
@@ -100,6 +102,8 @@ class StorageService:
                     usage_frequency=frequency,
                     storage_tier=storage_tier(last_used, now),
                     size_bytes=repo.size_on_disk,
+                    last_modified=repo.last_modified,
+                    pinned=self._pinned(entry.id),
                     repo_id=entry.repo_id,
                     commits=list(repo.commits),
                 )

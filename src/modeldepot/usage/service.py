@@ -23,47 +23,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, String, func, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
 
-from modeldepot.db import Base, UtcDateTime
-from modeldepot.errors import ModelNotFound, StorageError
+from modeldepot.errors import FeatureDisabled, ModelNotFound, StorageError
+from modeldepot.usage.analytics import (
+    AnalyticsResponse,
+    DateRange,
+    Period,
+    resolve_range,
+    usage_analytics,
+)
 from modeldepot.usage.schemas import (
     GENERATIONS,
     UsageEvent,
     UsageEventType,
     UsageReportResult,
 )
+from modeldepot.usage.tables import UsageHourRow, UsageRow
 
 logger = logging.getLogger(__name__)
 
 WINDOW_DAYS = 30
 LOADED_TTL = timedelta(hours=24)
+PRUNE_SLICE = 10_000
+RETENTION_EVERY = timedelta(hours=6)
 UsageListener = Callable[[str], Awaitable[None]]
-
-
-class UsageRow(Base):
-    __tablename__ = "usage_events"
-
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(64), unique=True)
-    model_id: Mapped[str] = mapped_column(String(128))
-    type: Mapped[str] = mapped_column(String(32))
-    at: Mapped[datetime] = mapped_column(UtcDateTime())
-    client: Mapped[str] = mapped_column(String(64))
-    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    peak_vram_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 @dataclass
@@ -73,6 +66,7 @@ class _ModelUsage:
     completed_by_day: dict[date, tuple[float, int]] = field(default_factory=dict)
     loaded: dict[str, bool] = field(default_factory=dict)  # client -> loaded
     last_seen: dict[str, datetime] = field(default_factory=dict)  # client -> newest event
+    total_uses: int = 0  # every generation that ended, ever (roll-ups outlive the events)
 
     def apply(
         self, kind: UsageEventType, at: datetime, client: str, duration: float | None
@@ -81,9 +75,14 @@ class _ModelUsage:
         if kind in GENERATIONS:
             self.last_used = at if self.last_used is None else max(self.last_used, at)
             self.uses_by_day[day] = self.uses_by_day.get(day, 0) + 1
+            self.total_uses += 1
         if kind is UsageEventType.generation_completed and duration is not None:
             total, count = self.completed_by_day.get(day, (0.0, 0))
             self.completed_by_day[day] = (total + duration, count + 1)
+        self.see(kind, at, client)
+
+    def see(self, kind: UsageEventType, at: datetime, client: str) -> None:
+        """What the event says about the client and whether it has the model loaded."""
         seen = self.last_seen.get(client)
         if seen is None or at >= seen:
             self.last_seen[client] = at
@@ -123,9 +122,12 @@ class UsageService:
         *,
         sessions: async_sessionmaker[AsyncSession],
         model_ids: Callable[[], Collection[str]],
+        enabled: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``enabled()``: whether reports are accepted (``features.usage_analytics``)."""
         self._sessions = sessions
+        self._enabled = enabled
         self._model_ids = model_ids
         self._clock = clock
         self._usage: dict[str, _ModelUsage] = {}
@@ -137,33 +139,96 @@ class UsageService:
         self._listeners.append(listener)
 
     async def load(self) -> None:
-        """Rebuild the figures from the database (the window, and the loaded states)."""
+        """Rebuild the figures from the database: the window and the totals from the
+        hourly roll-ups (they outlive the raw events), the loaded states from the events of
+        the last ``LOADED_TTL``."""
         now = self._clock()
-        since = datetime.combine(
-            now.date() - timedelta(days=WINDOW_DAYS - 1), datetime.min.time(), UTC
-        )
-        recent = min(since, now - LOADED_TTL)
+        first_day = now.date() - timedelta(days=WINDOW_DAYS - 1)
+        ended = UsageHourRow.completed + UsageHourRow.failed
         async with self._sessions() as session:
-            newest = await session.execute(
-                select(UsageRow.model_id, func.max(UsageRow.at))
-                .where(UsageRow.type.in_([k.value for k in GENERATIONS]))
-                .group_by(UsageRow.model_id)
-            )
-            rows = await session.execute(
+            totals = await session.execute(
                 select(
-                    UsageRow.model_id,
-                    UsageRow.type,
-                    UsageRow.at,
-                    UsageRow.client,
-                    UsageRow.duration_seconds,
+                    UsageHourRow.model_id, func.sum(ended), func.max(UsageHourRow.last_at)
+                ).group_by(UsageHourRow.model_id)
+            )
+            for model_id, uses, last in totals:
+                usage = self._model(model_id)
+                usage.total_uses = int(uses or 0)
+                usage.last_used = None if last is None else _utc(last)
+            days = await session.execute(
+                select(
+                    UsageHourRow.model_id,
+                    UsageHourRow.day,
+                    func.sum(ended),
+                    func.sum(UsageHourRow.duration_sum),
+                    func.sum(UsageHourRow.duration_count),
                 )
-                .where(UsageRow.at >= recent)
+                .where(UsageHourRow.day >= first_day)
+                .group_by(UsageHourRow.model_id, UsageHourRow.day)
+            )
+            for model_id, day, uses, seconds, count in days:
+                usage = self._model(model_id)
+                usage.uses_by_day[day] = int(uses or 0)
+                if count:
+                    usage.completed_by_day[day] = (float(seconds or 0.0), int(count))
+            states = await session.execute(
+                select(UsageRow.model_id, UsageRow.type, UsageRow.at, UsageRow.client)
+                .where(UsageRow.at >= now - LOADED_TTL)
                 .order_by(UsageRow.at, UsageRow.seq)
             )
-            for model_id, kind, at, client, duration in rows:
-                self._model(model_id).apply(UsageEventType(kind), _utc(at), client, duration)
-            for model_id, last in newest:
-                self._model(model_id).last_used = _utc(last)
+            for model_id, kind, at, client in states:
+                self._model(model_id).see(UsageEventType(kind), _utc(at), client)
+
+    async def prune(self, retention_days: int) -> int:
+        """Delete the raw events older than ``retention_days``; return how many. The
+        figures stay: they come from the roll-ups written with the events."""
+        cutoff = self._clock() - timedelta(days=retention_days)
+        deleted = 0
+        while True:  # in slices: a year of events must not hold one huge transaction
+            async with self._sessions.begin() as session:
+                oldest = (
+                    select(UsageRow.seq)
+                    .where(UsageRow.at < cutoff)
+                    .order_by(UsageRow.seq)
+                    .limit(PRUNE_SLICE)
+                    .scalar_subquery()
+                )
+                result = await session.execute(delete(UsageRow).where(UsageRow.seq.in_(oldest)))
+            count = int(getattr(result, "rowcount", 0) or 0)
+            deleted += count
+            if count < PRUNE_SLICE:
+                return deleted
+
+    def date_range(self, period: Period | None, start: date | None, end: date | None) -> DateRange:
+        """The UTC days an analytics query covers (``analytics.resolve_range``)."""
+        return resolve_range(period, start, end, today=self._clock().date())
+
+    async def analytics(self, model_ids: Sequence[str], span: DateRange) -> AnalyticsResponse:
+        """Usage of ``model_ids`` over ``span``, added up in SQL (``usage/analytics.py``)."""
+        return await usage_analytics(self._sessions, model_ids, span)
+
+    async def run_retention_loop(self, retention_days: int) -> None:
+        """Prune at start-up, then every ``RETENTION_EVERY``."""
+        while True:
+            try:
+                deleted = await self.prune(retention_days)
+            except SQLAlchemyError as exc:
+                logger.warning("Pruning old usage events failed (tried again later): %s", exc)
+            else:
+                if deleted:
+                    logger.info(
+                        "Deleted %d usage events older than %d days", deleted, retention_days
+                    )
+            await asyncio.sleep(RETENTION_EVERY.total_seconds())
+
+    def total_uses(self, model_id: str) -> int:
+        """Every generation of the model that ended, ever."""
+        usage = self._usage.get(model_id)
+        return 0 if usage is None else usage.total_uses
+
+    def is_loaded(self, model_id: str) -> bool:
+        usage = self._usage.get(model_id)
+        return usage is not None and bool(usage.figures(self._clock())["is_loaded"])
 
     def last_use(self, model_id: str) -> tuple[datetime | None, float]:
         """The model's last use and uses per day (what storage tiers are made of)."""
@@ -182,9 +247,14 @@ class UsageService:
         """Store ``events`` (durably, before answering) and update the figures.
 
         Raises:
+            FeatureDisabled: ``features.usage_analytics`` is off (nothing stored).
             ModelNotFound: an event names a model outside the catalogue (nothing stored).
             StorageError: the database refused the write (nothing stored).
         """
+        if not self._enabled():
+            raise FeatureDisabled(
+                "Usage analytics are switched off (features.usage_analytics): nothing was recorded"
+            )
         known = self._model_ids()
         for event in events:
             if event.model_id not in known:
@@ -253,6 +323,9 @@ class UsageService:
                 .returning(UsageRow.event_id)
             )
             stored = set((await session.execute(statement)).scalars())
+            hours = _hourly([rows[event_id] for event_id in stored])
+            if hours:
+                await session.execute(_add_hours(insert, hours))
         changed: set[str] = set()
         claimed: set[str] = set()
         for waiting in batch:
@@ -276,3 +349,58 @@ class UsageService:
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _hourly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stored events added up per model and UTC hour (what ``usage_hours`` gains)."""
+    hours: dict[tuple[str, date, int], dict[str, Any]] = {}
+    for row in rows:
+        at: datetime = row["at"]
+        key = (row["model_id"], at.date(), at.hour)
+        hour = hours.setdefault(
+            key,
+            {
+                "model_id": key[0],
+                "day": key[1],
+                "hour": key[2],
+                "started": 0,
+                "completed": 0,
+                "failed": 0,
+                "duration_sum": 0.0,
+                "duration_count": 0,
+                "last_at": None,
+            },
+        )
+        kind = UsageEventType(row["type"])
+        if kind is UsageEventType.generation_started:
+            hour["started"] += 1
+        elif kind in GENERATIONS:
+            hour["completed" if kind is UsageEventType.generation_completed else "failed"] += 1
+            hour["last_at"] = at if hour["last_at"] is None else max(hour["last_at"], at)
+            if kind is UsageEventType.generation_completed and row["duration_seconds"] is not None:
+                hour["duration_sum"] += row["duration_seconds"]
+                hour["duration_count"] += 1
+    return [hour for hour in hours.values() if hour["started"] or hour["last_at"]]
+
+
+def _add_hours(insert: Any, hours: list[dict[str, Any]]) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE`` adding ``hours`` to the stored roll-ups."""
+    statement = insert(UsageHourRow).values(hours)
+    new, table = statement.excluded, UsageHourRow.__table__.c
+    newest = case(
+        (table.last_at.is_(None), new.last_at),
+        (new.last_at.is_(None), table.last_at),
+        (new.last_at > table.last_at, new.last_at),
+        else_=table.last_at,
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["model_id", "day", "hour"],
+        set_={
+            "started": table.started + new.started,
+            "completed": table.completed + new.completed,
+            "failed": table.failed + new.failed,
+            "duration_sum": table.duration_sum + new.duration_sum,
+            "duration_count": table.duration_count + new.duration_count,
+            "last_at": newest,
+        },
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from modeldepot.api.deps import StorageDep
+from modeldepot.api.deps import ServicesDep
 from modeldepot.api.envelope import error_responses
 from modeldepot.api.pagination import PageRequest, Pagination, page_query, sort_and_page
 from modeldepot.api.routes import API_PREFIX
@@ -28,15 +28,16 @@ SORT_KEYS: dict[str, Callable[[ModelStorage], Any]] = {
     "size_gb": lambda m: m.size_bytes,
     "last_accessed": lambda m: m.last_accessed,
     "usage_frequency": lambda m: m.usage_frequency,
+    "last_modified": lambda m: m.last_modified,
 }
 StoragePageQuery = Annotated[PageRequest, Depends(page_query(tuple(SORT_KEYS), "model_id"))]
 
 
 @router.get("/storage", response_model=StoragePage, responses=error_responses(422))
-async def storage(service: StorageDep, page: StoragePageQuery) -> StoragePage:
+async def storage(services: ServicesDep, page: StoragePageQuery) -> StoragePage:
     """Capacity, per-model sizes (a page at a time), unmanaged repositories and cleanup
     suggestions."""
-    report = await service.report()
+    report = await services.cleanup.storage_report()
     models, pagination = sort_and_page(
         report.models_storage, page, keys=SORT_KEYS, tie=lambda m: m.model_id
     )

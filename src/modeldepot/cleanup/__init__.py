@@ -1,0 +1,1 @@
+"""Storage quota, pins and safe cleanup of unused models (issue 11)."""
