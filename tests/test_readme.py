@@ -239,7 +239,7 @@ def test_readme_blocks_are_all_run_here_or_by_hand() -> None:
     by_hand = [c for b in shell if b.section in BY_HAND for c in commands(b.body)]
     assert by_hand, "the benchmark section moved: update BY_HAND"
     assert all(c.startswith(".venv/bin/python bench/") for c in by_hand), by_hand
-    assert {b.language for b in blocks} <= {"bash", "json", "toml"}, blocks
+    assert {b.language for b in blocks} <= {"bash", "json", "toml", "python"}, blocks
 
 
 def test_the_catalogue_example_is_a_valid_catalogue(tmp_path: Path) -> None:
@@ -288,6 +288,7 @@ def test_the_readme_runs_as_written_against_the_demo(tmp_path: Path) -> None:
             assert body["availability_status"] == "AVAILABLE", body
         current = httpx.get(f"{api}/config/current").json()
         assert current["downloads"]["max_concurrent_downloads"] == 5
+        run_python_blocks(port, api)
         clients_that_go_away(port)
     check_log(service.logs())
 
@@ -296,6 +297,27 @@ def test_the_readme_runs_as_written_against_the_demo(tmp_path: Path) -> None:
         body = httpx.get(f"{service.base_url}/api/v1/models/status/detailed/tiny-ti2v").json()
         assert body["availability_status"] == "AVAILABLE", body
     check_log(service.logs())
+
+
+def run_python_blocks(port: int, api: str) -> None:
+    """Each Python example, as written (but the port), in a fresh interpreter; the usage
+    helper's example must leave its generation in the analytics."""
+    before = httpx.get(f"{api}/models/analytics/tiny-ti2v?period=day").json()
+    for block in (b for b in readme_blocks() if b.language == "python"):
+        code = block.body.replace("localhost:8000", f"localhost:{port}")
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    after = httpx.get(f"{api}/models/analytics/tiny-ti2v?period=day").json()
+    uses = [body["models"]["tiny-ti2v"]["completed"] for body in (before, after)]
+    assert uses[1] == uses[0] + 1, uses
+    status = httpx.get(f"{api}/models/status/detailed/tiny-ti2v").json()
+    assert status["is_loaded"] is True
 
 
 def test_the_security_section_runs_with_keys_on(tmp_path: Path) -> None:

@@ -80,13 +80,26 @@ KEYS = f"{V}/auth/keys"
 KEY = f"{V}/auth/keys/{{name}}"
 AUDIT = f"{V}/audit"
 USAGE = f"{V}/models/usage"
+ANALYTICS = f"{V}/models/analytics"
+ANALYTICS_ONE = f"{V}/models/analytics/{{model_id}}"
+RECOMMENDATIONS = f"{V}/models/analytics/cleanup"
+CLEANUP = f"{V}/models/cleanup"
+CLEANUP_RUN = f"{V}/models/cleanup/{{cleanup_id}}"
+PIN = f"{V}/models/pins/{{model_id}}"
 LISTS = [  # paged (issue 10): a bad page, limit, sort or order is 422
     f"{V}/models/status/detailed",
     f"{V}/models/download/active",
     f"{V}/models/health",
     f"{V}/models/storage",
 ]
-NO_ERRORS = [*LISTS, f"{V}/config/current", "/healthz", "/metrics"]
+NO_ERRORS = [
+    *LISTS,
+    f"{V}/config/current",
+    "/healthz",
+    "/metrics",
+    f"{V}/models/analytics/performance",
+    f"{V}/models/pins",
+]
 BAD_ID = "sp%20ace"
 
 
@@ -196,6 +209,32 @@ def probes() -> list[Probe]:
         ),
         ("GET", AUDIT, AUDIT, None),
         ("GET", AUDIT, f"{AUDIT}?sort=password", None),
+        *analytics_and_cleanup_probes(),
+    ]
+
+
+def analytics_and_cleanup_probes() -> list[Probe]:
+    off = {"features": {"usage_analytics": False}}
+    on = {"features": {"usage_analytics": True}}
+    loaded = {"events": [{"event_id": "u9", "model_id": "tiny", "type": "model_loaded"}]}
+    return [
+        ("GET", ANALYTICS, ANALYTICS, None),
+        ("GET", ANALYTICS, f"{ANALYTICS}?period=fortnight", None),
+        *model_probes("GET", ANALYTICS_ONE),
+        ("GET", RECOMMENDATIONS, RECOMMENDATIONS, None),
+        ("GET", RECOMMENDATIONS, f"{RECOMMENDATIONS}?min_unused_days=-1", None),
+        ("POST", CLEANUP, CLEANUP, {"cleanup_type": "auto", "dry_run": True}),
+        ("POST", CLEANUP, CLEANUP, {"cleanup_type": "manual", "models_to_remove": ["nope"]}),
+        *body_probes(CLEANUP, CLEANUP, {"cleanup_type": "sweep"}),
+        ("GET", CLEANUP_RUN, f"{CLEANUP}/cleanup_0123456789abcdef", None),
+        ("GET", CLEANUP_RUN, f"{CLEANUP}/nope", None),
+        *model_probes("PUT", PIN),
+        ("PUT", PIN, f"{V}/models/pins/tiny", MALFORMED),
+        ("PUT", PIN, f"{V}/models/pins/tiny", {"reason": 5}),
+        *model_probes("DELETE", PIN),
+        ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, off),
+        ("POST", USAGE, USAGE, loaded),  # 409 FEATURE_DISABLED
+        ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, on),
     ]
 
 
@@ -256,7 +295,7 @@ async def test_model_ids_in_paths_carry_the_id_pattern(make_settings: SettingsFa
         for parameter in operation.get("parameters", [])
         if parameter["name"] == "model_id"
     ]
-    assert len(model_params) == 8
+    assert len(model_params) == 11
     for parameter in model_params:
         assert parameter["in"] == "path"
         assert parameter["schema"]["pattern"] == MODEL_ID_PATTERN

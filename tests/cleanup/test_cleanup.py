@@ -72,7 +72,7 @@ async def prepare(app: RunningApp, settings: Settings, outside: Path) -> None:
     shared = ({p.name for p in a.iterdir()} & {p.name for p in b.iterdir()}).pop()
     # One inode in both repositories, as the engine leaves a blob two downloads fetched
     # at once (downloads/runner.py adopts it with a hard link); made here deterministically.
-    if not os.path.samefile(a / shared, b / shared):
+    if not (a / shared).samefile(b / shared):
         os.link(a / shared, b / f"{shared}.tmp")
         os.replace(b / f"{shared}.tmp", b / shared)
     assert (a / shared).stat().st_nlink == 2

@@ -71,7 +71,7 @@ async def cleanup_result(
     return await services.cleanup.get(cleanup_id)
 
 
-@router.get("/pins", response_model=PinList)
+@router.get("/pins", response_model=PinList, responses=error_responses())
 async def pins(services: ServicesDep) -> PinList:
     """Pinned models: never cleanup candidates, never evicted for the quota."""
     return services.cleanup.pins()

@@ -8,11 +8,12 @@ for by this route (its status and storage still show it).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from modeldepot.analytics.performance import PerformanceResponse, performance
 from modeldepot.api.deps import ServicesDep
 from modeldepot.api.envelope import error_responses
 from modeldepot.api.routes import API_PREFIX, ModelIdPath
@@ -58,6 +59,17 @@ async def analytics(
     the busiest hours, and a summary."""
     span = services.usage.date_range(period, start_date, end_date)
     return await services.usage.analytics(sorted(services.catalog.entries), span)
+
+
+@router.get(
+    "/analytics/performance", response_model=PerformanceResponse, responses=error_responses()
+)
+async def performance_analytics(services: ServicesDep) -> PerformanceResponse:
+    """Per model: 7-day against 30-day generation times (stable, improving, degrading),
+    a score, issues and recommendations from real generation times, health checks and
+    revisions; and the system's download and health record over 30 days."""
+    statuses = await services.availability.all_statuses()
+    return await performance(services.sessions, statuses, now=datetime.now(UTC))
 
 
 @router.get(

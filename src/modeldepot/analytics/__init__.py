@@ -1,0 +1,1 @@
+"""Analytics that draw on several capabilities (usage, health, downloads, revisions)."""
