@@ -141,13 +141,19 @@ async def test_dry_run_and_real_run_agree_and_only_unprotected_models_go(
     removed = ["escape", "shared-a", "shared-b"]
     assert dry["models_removed"] == real["models_removed"] == removed, real["decisions"]
     assert dry["models_preserved"] == real["models_preserved"]
-    assert real["models_preserved"] == ["downloading", "linked", "loaded", "pinned"]
+    assert real["models_preserved"] == ["downloading", "loaded", "pinned"]
     reasons = {d["model_id"]: d["reason"] for d in real["decisions"]}
     assert reasons["pinned"] == "Pinned"
     assert reasons["loaded"] == "Loaded by a generation app"
     assert reasons["downloading"].startswith("Downloading")
-    assert reasons["linked"] == "Nothing of it is on disk"
-    assert real["summary"] == {"total_processed": 7, "removed": 3, "preserved": 4, "errors": 0}
+    assert reasons["linked"] == "Nothing of it is in the models directory"
+    assert real["summary"] == {
+        "total_processed": 7,
+        "removed": 3,
+        "preserved": 3,
+        "errors": 0,
+        "absent": 1,
+    }
     assert dry["summary"] == real["summary"]
     assert real["success"] is True
     assert dry["dry_run"] is True

@@ -169,7 +169,6 @@ async def test_a_period_ends_today_and_the_default_is_a_month(
     [
         ("?period=week&start_date=2026-01-01", 422, "VALIDATION_ERROR"),
         ("?start_date=2026-02-01&end_date=2026-01-01", 422, "VALIDATION_ERROR"),
-        ("?start_date=2000-01-01&end_date=2026-01-01", 422, "VALIDATION_ERROR"),
         ("?start_date=2026-13-01", 422, "VALIDATION_ERROR"),
         ("?period=fortnight", 422, "VALIDATION_ERROR"),
         ("/nobody", 404, "MODEL_NOT_FOUND"),

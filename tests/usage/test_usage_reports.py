@@ -260,3 +260,25 @@ async def test_reported_usage_decides_the_storage_tier(
     assert rows["never"]["last_accessed"] is None
     assert rows["hot"]["usage_frequency"] == round(1 / 30, 4)
     assert rows["cold"]["usage_frequency"] == 0.0  # outside the 30-day window
+
+
+async def test_full_batches_arriving_together_fit_the_database_limits(
+    make_settings: SettingsFactory, database: dict[str, Any]
+) -> None:
+    """Five 1000-event reports at once become one write of 5000 rows: more parameters than
+    PostgreSQL takes in one statement (32,767), so the write goes in pages."""
+    batches = [
+        [
+            event(f"{b}-{n}", "alpha", "generation_completed", duration_seconds=1.0)
+            for n in range(1000)
+        ]
+        for b in range(5)
+    ]
+    async with run_app(make_settings(**database), entries=ENTRIES, resolve=False) as app:
+        answers = await asyncio.gather(
+            *(app.client.post(f"{V}/models/usage", json={"events": b}) for b in batches)
+        )
+        alpha = await status(app, "alpha")
+    assert [a.status_code for a in answers] == [200] * 5, answers[0].text
+    assert sum(a.json()["accepted"] for a in answers) == 5000
+    assert alpha["usage_frequency"] == round(5000 / 30, 4)

@@ -22,6 +22,7 @@ from pydantic import (
     StrictStr,
     model_validator,
 )
+from pydantic.config import JsonDict
 
 from modeldepot.bounds import whole_number
 from modeldepot.ids import ModelId
@@ -42,6 +43,27 @@ class CleanupType(StrEnum):
     manual = "manual"
 
 
+_RULES: JsonDict = {
+    "allOf": [
+        {
+            "if": {
+                "properties": {"cleanup_type": {"const": "manual"}},
+                "required": ["cleanup_type"],
+            },
+            "then": {
+                "required": ["models_to_remove"],
+                "properties": {"models_to_remove": {"minItems": 1}},
+            },
+        },
+        {
+            "if": {"properties": {"cleanup_type": {"const": "auto"}}, "required": ["cleanup_type"]},
+            "then": {"properties": {"models_to_remove": {"maxItems": 0}}},
+        },
+    ]
+}
+"""The rules between fields, published in the schema too (for clients and fuzzers)."""
+
+
 class CleanupRequest(BaseModel):
     """``auto``: every model unused for ``min_unused_days`` (default 30) that is not
     protected, keeping frequently used ones unless ``preserve_frequently_used`` is false.
@@ -49,12 +71,13 @@ class CleanupRequest(BaseModel):
     ``preserve_frequently_used`` then apply only when given. Protected models (pinned,
     loaded, downloading or queued, waited for) are never removed either way."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_RULES)
 
     cleanup_type: CleanupType
     models_to_remove: list[ModelId] = Field(
         default_factory=list,
         max_length=MAX_MODELS_PER_CLEANUP,
+        json_schema_extra={"uniqueItems": True},
         description="manual only: catalogue ids (1 to 1000, no repeats)",
     )
     min_unused_days: UnusedDays | None = Field(
@@ -93,14 +116,15 @@ class CleanupRequest(BaseModel):
         return self.cleanup_type is CleanupType.auto
 
 
-Outcome = Literal["removed", "preserved", "error"]
+Outcome = Literal["removed", "preserved", "error", "absent"]
 Trigger = Literal["api", "quota", "schedule"]
 
 
 class CleanupDecision(BaseModel):
     model_id: str
     outcome: Outcome = Field(
-        description="removed (in a dry run: would be removed), preserved, or error"
+        description="removed (in a dry run: would be removed), preserved, error, or absent "
+        "(nothing of it in the models directory: a manual cleanup named it)"
     )
     reason: str = Field(description="Why, in a sentence")
     size_bytes: int = Field(description="What the model's repository folder held")
@@ -115,6 +139,7 @@ class CleanupSummary(BaseModel):
     removed: int
     preserved: int
     errors: int
+    absent: int = Field(description="Named but not in the models directory (extension)")
 
 
 class CleanupResult(BaseModel):

@@ -127,6 +127,7 @@ class CleanupService:
         self._pins: dict[str, Pin] = {}
         self._protections: list[Protection] = []
         self._one_at_a_time = asyncio.Lock()
+        self._pinning = asyncio.Lock()  # a pin's row and the set change together
         self._wake = asyncio.Event()
         self._over_threshold = False
 
@@ -155,17 +156,18 @@ class CleanupService:
             ModelNotFound, InvalidModelId.
         """
         entry = self._catalog.get(model_id)
-        previous = self._pins.get(entry.id)
-        pin = Pin(
-            model_id=entry.id,
-            pinned_at=previous.pinned_at if previous else self._clock(),
-            reason=reason,
-        )
-        async with self._sessions.begin() as session:
-            await session.merge(
-                PinRow(model_id=pin.model_id, pinned_at=pin.pinned_at, reason=pin.reason)
+        async with self._pinning:
+            previous = self._pins.get(entry.id)
+            pin = Pin(
+                model_id=entry.id,
+                pinned_at=previous.pinned_at if previous else self._clock(),
+                reason=reason,
             )
-        self._pins[entry.id] = pin
+            async with self._sessions.begin() as session:
+                await session.merge(
+                    PinRow(model_id=pin.model_id, pinned_at=pin.pinned_at, reason=pin.reason)
+                )
+            self._pins[entry.id] = pin
         return pin
 
     async def unpin(self, model_id: str) -> bool:
@@ -175,9 +177,10 @@ class CleanupService:
             ModelNotFound, InvalidModelId.
         """
         entry = self._catalog.get(model_id)
-        async with self._sessions.begin() as session:
-            await session.execute(delete(PinRow).where(PinRow.model_id == entry.id))
-        return self._pins.pop(entry.id, None) is not None
+        async with self._pinning:
+            async with self._sessions.begin() as session:
+                await session.execute(delete(PinRow).where(PinRow.model_id == entry.id))
+            return self._pins.pop(entry.id, None) is not None
 
     # --- what may go -------------------------------------------------------------------
 
@@ -206,8 +209,11 @@ class CleanupService:
                     return f"Shares its files and ref with {other.id}"
         return None
 
-    async def _survey(self) -> tuple[StorageResponse, list[_Model]]:
-        report = await self._storage.report()
+    async def _survey(self, *, include_empty: bool = False) -> tuple[StorageResponse, list[_Model]]:
+        """The storage report and the catalogue models on disk, least recently used first;
+        ``include_empty``: with the empty folders cancelled downloads leave (a manual
+        cleanup naming such a model removes its folder)."""
+        report = await self._storage.report(include_empty=include_empty)
         now = self._clock()
         models = []
         for row in report.models_storage:
@@ -330,7 +336,9 @@ class CleanupService:
 
     async def _cleanup(self, request: CleanupRequest, trigger: Trigger) -> CleanupResult:
         started = self._clock()
-        report, models = await self._survey()
+        report, models = await self._survey(
+            include_empty=request.cleanup_type is CleanupType.manual
+        )
         on_disk = {m.model_id: m for m in models}
         decisions: list[CleanupDecision] = []
         if request.cleanup_type is CleanupType.manual:
@@ -338,7 +346,16 @@ class CleanupService:
             for model_id in request.models_to_remove:
                 model = on_disk.get(model_id)
                 if model is None:
-                    decisions.append(_kept(model_id, "Nothing of it is on disk", 0, None))
+                    decisions.append(
+                        CleanupDecision(
+                            model_id=model_id,
+                            outcome="absent",
+                            reason="Nothing of it is in the models directory",
+                            size_bytes=0,
+                            freed_bytes=None,
+                            last_used=self._usage.last_use(model_id)[0],
+                        )
+                    )
                 else:
                     chosen.append(model)
             listed = chosen
@@ -419,6 +436,7 @@ class CleanupService:
         removed = [d.model_id for d in decisions if d.outcome == "removed"]
         preserved = [d.model_id for d in decisions if d.outcome == "preserved"]
         errors = sum(d.outcome == "error" for d in decisions)
+        absent = sum(d.outcome == "absent" for d in decisions)
         result = CleanupResult(
             success=errors == 0,
             cleanup_id=f"cleanup_{secrets.token_hex(8)}",
@@ -430,6 +448,7 @@ class CleanupService:
                 removed=len(removed),
                 preserved=len(preserved),
                 errors=errors,
+                absent=absent,
             ),
             dry_run=request.dry_run,
             cleanup_type=request.cleanup_type,

@@ -249,7 +249,6 @@ class JobRunner:
 
     async def run(self) -> None:
         # Under the repository's lock: the revision sweep cannot remove what we link here.
-        await run(self.context.executor, self.cache.prepare_repository_blocking, self.job.repo_id)
         async with self.cache.lock(self.job.repo_id):
             pending = await run(self.context.executor, self._link_present_files)
         needed = sum(f.size or 0 for f in pending)

@@ -398,23 +398,6 @@ class HubCache:
         """
         prune.remove_partials(self.layout(repo_id), files)
 
-    def prepare_repository_blocking(self, repo_id: str) -> None:
-        """Create ``blobs/`` and ``snapshots/`` before a download writes: a repository
-        with a download under way (or paused) is then one huggingface_hub's
-        ``scan_cache_dir`` reads without a warning. Blocking.
-
-        Raises:
-            UnsafePath: a folder resolves outside the root.
-            StorageError: the file system refused.
-        """
-        layout = self.layout(repo_id)
-        for folder in (layout.blobs_dir, layout.path / "snapshots"):
-            contain(self._root, folder)
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise translate_os_error(exc, "preparing the repository folder") from exc
-
     def adopt_blob_blocking(self, repo_id: str, digest: str, source: Path) -> None:
         """Give the repository its own copy of a verified blob another repository holds
         (a hard link, else a copy), unless it has one. Blocking.

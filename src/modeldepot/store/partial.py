@@ -131,7 +131,7 @@ class PartialFile(Generic[P]):
         unreadable checkpoint all mean: start this file from zero.
         """
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folders(self.path.parent)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             on_disk = os.fstat(self._fd).st_size
         except OSError as exc:
@@ -149,7 +149,7 @@ class PartialFile(Generic[P]):
         self.close()
         self.durable_bytes = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folders(self.path.parent)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             self.checkpoint_path.unlink(missing_ok=True)
         except OSError as exc:
@@ -258,3 +258,10 @@ class PartialFile(Generic[P]):
         self.close()
         self.path.unlink(missing_ok=True)
         self.checkpoint_path.unlink(missing_ok=True)
+
+
+def _make_folders(blobs: Path) -> None:
+    """``blobs/`` and, beside it, ``snapshots/``: a repository with a download under way
+    (or paused) is one huggingface_hub's ``scan_cache_dir`` reads without a warning."""
+    blobs.mkdir(parents=True, exist_ok=True)
+    (blobs.parent / "snapshots").mkdir(exist_ok=True)

@@ -73,15 +73,22 @@ class StorageService:
         self._usage = usage
         self._pinned = pinned
 
-    async def report(self) -> StorageResponse:
+    async def report(self, *, include_empty: bool = False) -> StorageResponse:
+        """``include_empty``: list models whose folder holds nothing (what a cancelled
+        download leaves), as cleanup needs to; not counted in ``models_count``."""
         repos, space = await anyio.to_thread.run_sync(self._scan)
-        return self._build(repos, space, self._config())
+        return self._build(repos, space, self._config(), include_empty=include_empty)
 
     def _scan(self) -> tuple[list[RepoOnDisk], DiskSpace]:
         return self._cache.repositories_blocking(), disk_space(self._cache.root)
 
     def _build(
-        self, repos: list[RepoOnDisk], space: DiskSpace, config: ConfigPublic
+        self,
+        repos: list[RepoOnDisk],
+        space: DiskSpace,
+        config: ConfigPublic,
+        *,
+        include_empty: bool,
     ) -> StorageResponse:
         by_folder = {repo.folder: repo for repo in repos}
         now = datetime.now(UTC)
@@ -91,7 +98,7 @@ class StorageService:
             folder = repo_folder_name(entry.repo_id)
             managed_folders.add(folder)
             repo = by_folder.get(folder)
-            if repo is None or repo.size_on_disk == 0:
+            if repo is None or (repo.size_on_disk == 0 and not include_empty):
                 continue
             last_used, frequency = self._usage(entry.id)
             models.append(
@@ -111,7 +118,9 @@ class StorageService:
         unmanaged = [_unmanaged(repo) for repo in repos if repo.folder not in managed_folders]
         used = sum(repo.size_on_disk for repo in repos)
         return StorageResponse(
-            storage_summary=_summary(used, space, config, len(models), self._cache.root),
+            storage_summary=_summary(
+                used, space, config, sum(m.size_bytes > 0 for m in models), self._cache.root
+            ),
             models_storage=models,
             cleanup_suggestions=CleanupSuggestions(
                 potential_savings_gb=0.0, safe_to_remove_count=0, candidates=[]

@@ -6,7 +6,7 @@ kept after the raw events are pruned; every day and hour is a UTC one.
 - The range: ``period`` (``day``: today; ``week``: the last 7 days; ``month``: the last
   30; ``year``: the last 365, each ending today), or ``start_date`` / ``end_date``
   (inclusive; one alone: the other is 29 days away, or today), never both. Default: month.
-  At most :data:`MAX_RANGE_DAYS` days.
+  Any length: the cost is that of the data in it, and only 30 daily rows are listed.
 - A *use* is a generation that ended (completed or failed). ``uses_per_day``: uses over
   the days of the range. ``average_generation_time``: mean duration of the completed
   generations. ``success_rate``: completed over ended (null without uses).
@@ -34,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modeldepot.errors import InvalidInput
 from modeldepot.usage.tables import UsageHourRow
 
-MAX_RANGE_DAYS = 3660
 DAILY_ROWS = 30
 PEAK_HOURS = 5
 
@@ -71,8 +70,7 @@ def resolve_range(
     """The days a query covers (see the module docstring).
 
     Raises:
-        InvalidInput: ``period`` with dates, ``start_date`` after ``end_date``, or a range
-            longer than :data:`MAX_RANGE_DAYS` days.
+        InvalidInput: ``period`` with dates, or ``start_date`` after ``end_date``.
     """
     if period is not None and (start is not None or end is not None):
         raise InvalidInput(
@@ -92,13 +90,7 @@ def resolve_range(
             f"start_date {start} is after end_date {end}",
             details={"start_date": start.isoformat(), "end_date": end.isoformat()},
         )
-    found = DateRange(start, end)
-    if found.days > MAX_RANGE_DAYS:
-        raise InvalidInput(
-            f"The range covers {found.days} days; at most {MAX_RANGE_DAYS}",
-            details={"days": found.days, "max_days": MAX_RANGE_DAYS},
-        )
-    return found
+    return DateRange(start, end)
 
 
 class DayUsage(BaseModel):

@@ -26,9 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import Table, case, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,6 +56,7 @@ WINDOW_DAYS = 30
 LOADED_TTL = timedelta(hours=24)
 PRUNE_SLICE = 10_000
 RETENTION_EVERY = timedelta(hours=6)
+_EVENTS = cast(Table, UsageRow.__table__)
 UsageListener = Callable[[str], Awaitable[None]]
 
 
@@ -275,8 +276,10 @@ class UsageService:
             batch, self._waiting = self._waiting, []
             try:
                 changed = await self._write(batch)
-            except SQLAlchemyError as exc:
-                error = StorageError(f"Could not store the usage report: {exc}")
+            except SQLAlchemyError:
+                # The database's own words (its SQL, the values) go to the log only.
+                logger.exception("Storing %d usage reports failed", len(batch))
+                error = StorageError("Could not store the usage report (the log has details)")
                 for waiting in batch:
                     if not waiting.done.done():
                         waiting.done.set_exception(error)
@@ -316,16 +319,19 @@ class UsageService:
                 if session.get_bind().dialect.name == "postgresql"
                 else sqlite_insert
             )
+            # One statement, executed over every row: SQLAlchemy sends it in pages
+            # ("insertmanyvalues"), under each backend's parameter limit, and compiles it
+            # once (a statement per batch size would fill its cache).
             statement = (
-                insert(UsageRow)
-                .values(list(rows.values()))
+                insert(_EVENTS)
                 .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(UsageRow.event_id)
+                .returning(_EVENTS.c.event_id)
             )
-            stored = set((await session.execute(statement)).scalars())
+            result = await session.execute(statement, list(rows.values()))
+            stored = set(result.scalars())
             hours = _hourly([rows[event_id] for event_id in stored])
             if hours:
-                await session.execute(_add_hours(insert, hours))
+                await session.execute(_add_hours(insert), hours)
         changed: set[str] = set()
         claimed: set[str] = set()
         for waiting in batch:
@@ -383,9 +389,10 @@ def _hourly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [hour for hour in hours.values() if hour["started"] or hour["last_at"]]
 
 
-def _add_hours(insert: Any, hours: list[dict[str, Any]]) -> Any:
-    """``INSERT ... ON CONFLICT DO UPDATE`` adding ``hours`` to the stored roll-ups."""
-    statement = insert(UsageHourRow).values(hours)
+def _add_hours(insert: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE`` adding an hour's figures to its roll-up row
+    (executed over many rows)."""
+    statement = insert(UsageHourRow.__table__)
     new, table = statement.excluded, UsageHourRow.__table__.c
     newest = case(
         (table.last_at.is_(None), new.last_at),

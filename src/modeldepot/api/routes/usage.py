@@ -8,10 +8,12 @@ for by this route (its status and storage still show it).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator
 
 from modeldepot.analytics.performance import PerformanceResponse, performance
 from modeldepot.api.deps import ServicesDep
@@ -29,9 +31,20 @@ PeriodQuery = Annotated[
         "(365 days), each ending today (UTC); not with start_date/end_date"
     ),
 ]
-StartQuery = Annotated[date | None, Query(description="First UTC day (YYYY-MM-DD), included")]
+
+
+def _iso_day(value: object) -> object:
+    """Only ``YYYY-MM-DD`` is a day here (pydantic would read ``0`` as 1970-01-01)."""
+    if isinstance(value, str) and not _ISO_DAY.fullmatch(value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+Day = Annotated[date, BeforeValidator(_iso_day)]
+StartQuery = Annotated[Day | None, Query(description="First UTC day (YYYY-MM-DD), included")]
 EndQuery = Annotated[
-    date | None, Query(description="Last UTC day (YYYY-MM-DD), included; default today")
+    Day | None, Query(description="Last UTC day (YYYY-MM-DD), included; default today")
 ]
 
 
