@@ -273,6 +273,7 @@ class BackendResult:
     generating_s: float
     analytics_all: Latency
     analytics_one: Latency
+    peak_rss_mb: float | None
 
     @property
     def meets_target(self) -> bool:
@@ -299,6 +300,7 @@ async def exercise(
         await check_counted(http, workload, tally, sent)
         print(f"  {args.queries} + {args.queries} analytics queries ...", flush=True)
         everyone, one = await measure_analytics(http, workload, queries=args.queries)
+    peak = service_peak_rss_mb(base)
     return BackendResult(
         backend=backend,
         events=workload.events,
@@ -306,7 +308,27 @@ async def exercise(
         generating_s=tally.seconds_generating,
         analytics_all=everyone,
         analytics_one=one,
+        peak_rss_mb=peak,
     )
+
+
+def service_peak_rss_mb(base: str) -> float | None:
+    """The service's peak resident memory (``VmHWM``), found by the port it serves on
+    among this machine's processes (Linux ``/proc``); None if it cannot be read."""
+    port = base.rsplit(":", 1)[1]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"modeldepot" not in argv or port.encode() not in argv:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1000
+        except OSError:
+            continue
+    return None
 
 
 def write_catalogue(path: Path, model_ids: Sequence[str]) -> None:
@@ -395,6 +417,7 @@ HEADERS = (
     "ingest s",
     "analytics all p50 / p99 / max ms",
     "analytics one p50 / p99 / max ms",
+    "service peak RSS MB",
     "meets target",
 )
 
@@ -405,7 +428,7 @@ def table(results: Sequence[BackendResult | Failure]) -> str:
 
 def _row(r: BackendResult | Failure) -> list[str]:
     if isinstance(r, Failure):
-        return [r.backend, f"{r.events:,}", "-", "-", "-", "-", "NO: failed (below)"]
+        return [r.backend, f"{r.events:,}", "-", "-", "-", "-", "-", "NO: failed (below)"]
     return [
         r.backend,
         f"{r.events:,}",
@@ -413,6 +436,7 @@ def _row(r: BackendResult | Failure) -> list[str]:
         f"{r.ingest.seconds:.1f}",
         _latencies(r.analytics_all),
         _latencies(r.analytics_one),
+        "?" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}",
         "yes" if r.meets_target else "NO",
     ]
 

@@ -35,12 +35,15 @@ def test_the_usage_benchmark_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
     text = (out / "usage.md").read_text()
     assert text in done.stdout  # the printed table is the written one
     row = re.search(
-        r"^\| sqlite \| 2,000 \| ([\d,]+) \| ([\d.]+) \| (.+) \| (.+) \| (\w+) \|$", text, re.M
+        r"^\| sqlite \| 2,000 \| ([\d,]+) \| ([\d.]+) \| (.+) \| (.+) \| (\d+) \| (\w+) \|$",
+        text,
+        re.M,
     )
     assert row is not None, text
     assert int(row.group(1).replace(",", "")) > 0  # events/s
     for cell in (row.group(3), row.group(4)):  # p50 / p99 / max, ascending
         p50, p99, most = (float(v) for v in cell.split(" / "))
         assert 0 < p50 <= p99 <= most
-    assert row.group(5) in {"yes", "NO"}
+    assert int(row.group(5)) > 0  # the service's peak memory, MB
+    assert row.group(6) in {"yes", "NO"}
     assert list(scratch.iterdir()) == []  # the data and models directories are gone

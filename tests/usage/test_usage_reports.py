@@ -229,13 +229,13 @@ async def test_a_time_ahead_of_the_service_clock_is_taken_as_received(
 
 
 async def test_reported_usage_decides_the_storage_tier(
-    local_hub: LocalHub, make_settings: SettingsFactory
+    local_hub: LocalHub, make_settings: SettingsFactory, database: dict[str, Any]
 ) -> None:
     """hot: used in the last 7 days; warm: in the last 30; cold: older or never."""
     names = ("hot", "warm", "cold", "never")
     for name in names:
         local_hub.create_repo(f"acme/{name}", {"config.json": name.encode()})
-    settings = make_settings(hf_endpoint=local_hub.endpoint)
+    settings = make_settings(hf_endpoint=local_hub.endpoint, **database)
     for name in names:
         fill_cache_with_huggingface_hub(local_hub, f"acme/{name}", settings.models_dir)
     entries = tuple(hub_entry(name, f"acme/{name}") for name in names)

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modeldepot.availability.schemas import ModelStatus
 from modeldepot.downloads.models import DownloadRow
 from modeldepot.health.models import HealthCheckRow
-from modeldepot.usage.tables import UsageHourRow
+from modeldepot.usage.analytics import DateRange, daily_totals
 
 MIN_GENERATIONS = 5
 IMPROVING, DEGRADING = 0.9, 1.1
@@ -151,33 +151,20 @@ async def performance(
 async def _windows(
     session: AsyncSession, today: date
 ) -> tuple[dict[str, _Window], dict[str, _Window]]:
-    h = UsageHourRow
-    first_month = today - timedelta(days=WINDOW_DAYS - 1)
     first_week = today - timedelta(days=6)
-    rows = await session.execute(
-        select(
-            h.model_id,
-            h.day,
-            func.sum(h.completed),
-            func.sum(h.failed),
-            func.sum(h.duration_sum),
-            func.sum(h.duration_count),
-        )
-        .where(h.day >= first_month, h.day <= today)
-        .group_by(h.model_id, h.day)
-    )
-    week: dict[str, _Window] = {}
-    month: dict[str, _Window] = {}
-    for model_id, day, completed, failed, seconds, timed in rows:
-        targets = [month.setdefault(model_id, _Window())]
-        if day >= first_week:
-            targets.append(week.setdefault(model_id, _Window()))
+    month = DateRange(today - timedelta(days=WINDOW_DAYS - 1), today)
+    week_windows: dict[str, _Window] = {}
+    month_windows: dict[str, _Window] = {}
+    for row in await daily_totals(session, month):
+        targets = [month_windows.setdefault(row.model_id, _Window())]
+        if row.day >= first_week:
+            targets.append(week_windows.setdefault(row.model_id, _Window()))
         for window in targets:
-            window.completed += int(completed)
-            window.failed += int(failed)
-            window.seconds += float(seconds)
-            window.timed += int(timed)
-    return week, month
+            window.completed += row.completed
+            window.failed += row.failed
+            window.seconds += row.seconds
+            window.timed += row.timed
+    return week_windows, month_windows
 
 
 async def _latest_checks(session: AsyncSession, since: datetime) -> dict[str, _Check]:

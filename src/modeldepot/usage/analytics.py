@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.errors import InvalidInput
@@ -174,46 +174,84 @@ async def usage_analytics(
     )
 
 
+@dataclass(frozen=True)
+class DayTotals:
+    """One model's generations on one UTC day, added up from its hourly roll-ups."""
+
+    model_id: str
+    day: date
+    completed: int
+    failed: int
+    started: int
+    seconds: float
+    timed: int
+    last: datetime | None
+
+
+async def daily_totals(
+    session: AsyncSession, span: DateRange, where: Sequence[ColumnElement[bool]] = ()
+) -> list[DayTotals]:
+    """Per model and UTC day of ``span`` (and ``where``), in SQL (a group-by)."""
+    h = UsageHourRow
+    rows = await session.execute(
+        select(
+            h.model_id,
+            h.day,
+            func.sum(h.completed),
+            func.sum(h.failed),
+            func.sum(h.started),
+            func.sum(h.duration_sum),
+            func.sum(h.duration_count),
+            func.max(h.last_at),
+        )
+        .where(h.day >= span.start, h.day <= span.end, *where)
+        .group_by(h.model_id, h.day)
+    )
+    return [
+        DayTotals(
+            model_id=model_id,
+            day=day,
+            completed=int(completed),
+            failed=int(failed),
+            started=int(started),
+            seconds=float(seconds),
+            timed=int(timed),
+            last=None
+            if last is None
+            else last.replace(tzinfo=UTC).astimezone(UTC)
+            if last.tzinfo is None
+            else last,
+        )
+        for model_id, day, completed, failed, started, seconds, timed, last in rows
+    ]
+
+
 async def _query(
     sessions: async_sessionmaker[AsyncSession], model_ids: Sequence[str], span: DateRange
 ) -> dict[str, _Totals]:
     h = UsageHourRow
-    where = [h.day >= span.start, h.day <= span.end]
+    where: list[ColumnElement[bool]] = []
     if len(model_ids) == 1:  # one model's page: its primary-key prefix
         where.append(h.model_id == model_ids[0])
     wanted = set(model_ids)
     totals: dict[str, _Totals] = defaultdict(_Totals)
     async with sessions() as session:
-        by_day = await session.execute(
-            select(
-                h.model_id,
-                h.day,
-                func.sum(h.completed),
-                func.sum(h.failed),
-                func.sum(h.started),
-                func.sum(h.duration_sum),
-                func.sum(h.duration_count),
-                func.max(h.last_at),
-            )
-            .where(*where)
-            .group_by(h.model_id, h.day)
-        )
-        for model_id, day, completed, failed, started, seconds, timed, last in by_day:
-            if model_id not in wanted:
+        by_day = await daily_totals(session, span, where)
+        for row in by_day:
+            if row.model_id not in wanted:
                 continue
-            t = totals[model_id]
-            t.completed += int(completed)
-            t.failed += int(failed)
-            t.started += int(started)
-            t.seconds += float(seconds)
-            t.timed += int(timed)
-            if last is not None:
-                last = last.replace(tzinfo=UTC) if last.tzinfo is None else last
-                t.last = last if t.last is None else max(t.last, last)
-            t.days[day] = (int(completed) + int(failed), float(seconds), int(timed))
+            t = totals[row.model_id]
+            t.completed += row.completed
+            t.failed += row.failed
+            t.started += row.started
+            t.seconds += row.seconds
+            t.timed += row.timed
+            if row.last is not None:
+                t.last = row.last if t.last is None else max(t.last, row.last)
+            t.days[row.day] = (row.completed + row.failed, row.seconds, row.timed)
         by_hour = await session.execute(
             select(h.model_id, h.hour, func.sum(h.completed + h.failed))
-            .where(*where)
+            .where(h.day >= span.start, h.day <= span.end, *where)
             .group_by(h.model_id, h.hour)
         )
         for model_id, hour, uses in by_hour:
@@ -258,3 +296,10 @@ def _summary(models: list[ModelAnalytics]) -> AnalyticsSummary:
         most_used_model=used[0].model_id if used else None,
         least_used_model=least.model_id if least else None,
     )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive UTC times; PostgreSQL aware ones."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
