@@ -27,6 +27,8 @@ from modeldepot.catalog.loader import load_catalog_file, merge_catalogs
 from modeldepot.catalog.resolver import SourceResolver
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
+from modeldepot.cleanup.pins import PinStore
+from modeldepot.cleanup.quota import QuotaKeeper
 from modeldepot.cleanup.service import CleanupService
 from modeldepot.config.directory import WriteProbe, write_problem
 from modeldepot.config.service import ConfigService
@@ -73,6 +75,8 @@ class Services:
     audit: AuditLog
     usage: UsageService
     cleanup: CleanupService
+    pins: PinStore
+    quota: QuotaKeeper
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     instance: InstanceLease | None = None
@@ -171,7 +175,7 @@ async def open_services(
             await services.health.load()
             await services.repairs.load()
             await services.usage.load()
-            await services.cleanup.load()
+            await services.pins.load()
             if background:
                 _start_background(services)
             try:
@@ -227,7 +231,7 @@ async def _build(
         entries=catalog.entries,
         config=lambda: config.current,
         usage=usage.last_use,
-        pinned=lambda model_id: cleanup.is_pinned(model_id),  # built below
+        pinned=lambda model_id: pins.is_pinned(model_id),  # built below
     )
     downloads = DownloadService(
         settings=settings,
@@ -266,6 +270,7 @@ async def _build(
         cache=cache,
         config_service=config,
     )
+    pins = PinStore(catalog=catalog, sessions=sessions)
     cleanup = CleanupService(
         catalog=catalog,
         cache=cache,
@@ -273,8 +278,8 @@ async def _build(
         usage=usage,
         downloads=downloads,
         availability=availability,
-        config=lambda: config.current,
         sessions=sessions,
+        pins=pins,
         commits_in_use=revisions.commits_in_use,
         on_removed=revisions.record_removal,
     )
@@ -299,6 +304,8 @@ async def _build(
         audit=AuditLog(sessions),
         usage=usage,
         cleanup=cleanup,
+        pins=pins,
+        quota=QuotaKeeper(cleanup=cleanup, models_dir=models_dir, config=lambda: config.current),
     )
     _wire(services)
     return services
@@ -325,8 +332,8 @@ def _wire(services: Services) -> None:
     health.on_verdict(services.repairs.on_verdict)
     config.on_change(downloads.on_config_change)
     config.on_change(services.revisions.on_config_change)
-    config.on_change(services.cleanup.on_config_change)
-    downloads.on_short_of_space(services.cleanup.make_room)
+    config.on_change(services.quota.on_config_change)
+    downloads.on_short_of_space(services.quota.make_room)
 
 
 def _start_background(services: Services) -> None:

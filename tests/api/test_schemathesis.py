@@ -265,7 +265,7 @@ def _pin_all(server: LiveServer) -> None:
 
     async def pin(services: Services) -> None:
         for model_id in MODEL_IDS:
-            await services.cleanup.pin(model_id, "fuzzing state")
+            await services.pins.pin(model_id, "fuzzing state")
 
     server.call(pin)
 

@@ -154,12 +154,12 @@ async def test_the_scheduled_check_keeps_usage_under_the_threshold(
         # 10 MB quota, 3 MB used: 30 %. A 15 % threshold needs two models gone.
         await configure(app, max_storage_gb=0.01, cleanup_threshold_percent=15)
         with caplog.at_level(logging.WARNING, logger="modeldepot.cleanup"):
-            assert await app.services.cleanup.check_threshold() is None  # auto cleanup off
+            assert await app.services.quota.check_threshold() is None  # auto cleanup off
         assert folders(settings.models_dir) == set(INSTALLED)
         assert any("over the 15% threshold" in r.getMessage() for r in caplog.records)
         await configure(app, auto_cleanup=True)
-        result = await app.services.cleanup.check_threshold()
-        again = await app.services.cleanup.check_threshold()
+        result = await app.services.quota.check_threshold()
+        again = await app.services.quota.check_threshold()
         summary = (await app.client.get(f"{V}/models/storage")).json()["storage_summary"]
     assert result is not None
     assert (result.trigger, result.models_removed) == ("schedule", ["old", "recent"])

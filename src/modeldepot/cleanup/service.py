@@ -14,13 +14,8 @@ files on disk, idle for at least ``min_unused_days``, and (unless told otherwise
 frequently used: ``usage_frequency`` (uses per day over 30 days) under
 :data:`FREQUENT_USES_PER_DAY`. Least recently used first.
 
-**Quota** (``storage.max_storage_gb``, ``storage.min_free_space_gb``): a download that
-would cross either needs room. With ``storage.auto_cleanup`` the least recently used
-unprotected models are removed, as few as cover the shortfall, and only if together they
-cover it (nothing is removed in vain); without it, or if they cannot cover it, the
-download is refused with 507 ``INSUFFICIENT_STORAGE`` naming them. The scheduled check
-(every ``storage.cleanup_check_interval_minutes``) brings usage back under
-``storage.cleanup_threshold_percent`` the same way, when ``auto_cleanup`` is on.
+The quota evicts through :meth:`CleanupService.evict` (``cleanup/quota.py``); pins are
+``cleanup/pins.py``.
 
 A removal holds the model's download desk (no download can start meanwhile) and its
 repository's lock, checks the protections again under them, plans from what is on disk
@@ -31,19 +26,18 @@ plans and removes nothing. Each cleanup is recorded (``cleanups``) under its id.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
+from modeldepot.cleanup.pins import PinStore
 from modeldepot.cleanup.schemas import (
     CleanupDecision,
     CleanupRecommendation,
@@ -53,15 +47,12 @@ from modeldepot.cleanup.schemas import (
     CleanupSummary,
     CleanupType,
     Outcome,
-    Pin,
-    PinList,
     ProtectedModel,
     Trigger,
 )
-from modeldepot.cleanup.tables import CleanupRow, PinRow
-from modeldepot.config.schemas import ConfigPublic
+from modeldepot.cleanup.tables import CleanupRow
 from modeldepot.downloads.service import DownloadService
-from modeldepot.errors import CleanupNotFound, DepotError, InsufficientStorage
+from modeldepot.errors import CleanupNotFound, DepotError
 from modeldepot.store.cache import HubCache
 from modeldepot.store.removal import RemovalPlan
 from modeldepot.store.schemas import (
@@ -69,8 +60,8 @@ from modeldepot.store.schemas import (
     ModelStorage,
     StorageResponse,
 )
-from modeldepot.store.service import StorageService, disk_space
-from modeldepot.units import GB, MB, gb_bytes, readable
+from modeldepot.store.service import StorageService
+from modeldepot.units import GB, MB, gb_bytes
 from modeldepot.usage.service import UsageService
 
 logger = logging.getLogger(__name__)
@@ -82,7 +73,7 @@ Protection = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
-class _Model:
+class DiskModel:
     """A catalogue model with files on disk, as a cleanup sees it."""
 
     entry: CatalogEntry
@@ -105,8 +96,8 @@ class CleanupService:
         usage: UsageService,
         downloads: DownloadService,
         availability: AvailabilityService,
-        config: Callable[[], ConfigPublic],
         sessions: async_sessionmaker[AsyncSession],
+        pins: PinStore,
         commits_in_use: Callable[[str], Awaitable[set[str]]],
         on_removed: Callable[[str, Sequence[str]], Awaitable[None]],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -119,75 +110,23 @@ class CleanupService:
         self._usage = usage
         self._downloads = downloads
         self._availability = availability
-        self._config = config
         self._sessions = sessions
+        self._pins = pins
         self._commits_in_use = commits_in_use
         self._on_removed = on_removed
         self._clock = clock
-        self._pins: dict[str, Pin] = {}
         self._protections: list[Protection] = []
         self._one_at_a_time = asyncio.Lock()
-        self._pinning = asyncio.Lock()  # a pin's row and the set change together
-        self._wake = asyncio.Event()
-        self._over_threshold = False
 
     def add_protection(self, protection: Protection) -> None:
         self._protections.append(protection)
-
-    async def load(self) -> None:
-        async with self._sessions() as session:
-            for row in (await session.scalars(select(PinRow))).all():
-                self._pins[row.model_id] = Pin(
-                    model_id=row.model_id, pinned_at=row.pinned_at, reason=row.reason
-                )
-
-    # --- pins --------------------------------------------------------------------------
-
-    def pins(self) -> PinList:
-        return PinList(pins=sorted(self._pins.values(), key=lambda p: p.model_id))
-
-    def is_pinned(self, model_id: str) -> bool:
-        return model_id in self._pins
-
-    async def pin(self, model_id: str, reason: str | None) -> Pin:
-        """Keep ``model_id`` whatever its usage (idempotent: a repeat updates the reason).
-
-        Raises:
-            ModelNotFound, InvalidModelId.
-        """
-        entry = self._catalog.get(model_id)
-        async with self._pinning:
-            previous = self._pins.get(entry.id)
-            pin = Pin(
-                model_id=entry.id,
-                pinned_at=previous.pinned_at if previous else self._clock(),
-                reason=reason,
-            )
-            async with self._sessions.begin() as session:
-                await session.merge(
-                    PinRow(model_id=pin.model_id, pinned_at=pin.pinned_at, reason=pin.reason)
-                )
-            self._pins[entry.id] = pin
-        return pin
-
-    async def unpin(self, model_id: str) -> bool:
-        """Return whether the model was pinned.
-
-        Raises:
-            ModelNotFound, InvalidModelId.
-        """
-        entry = self._catalog.get(model_id)
-        async with self._pinning:
-            async with self._sessions.begin() as session:
-                await session.execute(delete(PinRow).where(PinRow.model_id == entry.id))
-            return self._pins.pop(entry.id, None) is not None
 
     # --- what may go -------------------------------------------------------------------
 
     def protected(self, model_id: str, *, holding_desk: bool = False) -> str | None:
         """Why ``model_id`` must stay, or None (``holding_desk``: the caller holds the
         model's download desk, so its being locked is no reason)."""
-        if model_id in self._pins:
+        if self._pins.is_pinned(model_id):
             return "Pinned"
         if self._usage.is_loaded(model_id):
             return "Loaded by a generation app"
@@ -209,7 +148,9 @@ class CleanupService:
                     return f"Shares its files and ref with {other.id}"
         return None
 
-    async def _survey(self, *, include_empty: bool = False) -> tuple[StorageResponse, list[_Model]]:
+    async def _survey(
+        self, *, include_empty: bool = False
+    ) -> tuple[StorageResponse, list[DiskModel]]:
         """The storage report and the catalogue models on disk, least recently used first;
         ``include_empty``: with the empty folders cancelled downloads leave (a manual
         cleanup naming such a model removes its folder)."""
@@ -222,7 +163,7 @@ class CleanupService:
                 continue
             idle_since = row.last_accessed or row.last_modified or now
             models.append(
-                _Model(
+                DiskModel(
                     entry=entry,
                     storage=row,
                     idle_since=idle_since,
@@ -233,8 +174,8 @@ class CleanupService:
         return report, models
 
     def _candidates(
-        self, models: Iterable[_Model], *, unused_days: int, keep_frequent: bool
-    ) -> tuple[list[_Model], list[ProtectedModel]]:
+        self, models: Iterable[DiskModel], *, unused_days: int, keep_frequent: bool
+    ) -> tuple[list[DiskModel], list[ProtectedModel]]:
         cutoff = self._clock() - timedelta(days=unused_days)
         candidates, protected = [], []
         for model in models:
@@ -247,7 +188,7 @@ class CleanupService:
                 candidates.append(model)
         return candidates, protected
 
-    async def _plans(self, models: Sequence[_Model]) -> list[RemovalPlan]:
+    async def _plans(self, models: Sequence[DiskModel]) -> list[RemovalPlan]:
         plans = []
         for model in models:
             try:
@@ -305,7 +246,7 @@ class CleanupService:
         )
         return report
 
-    async def _enough(self, candidates: list[_Model], shortfall: int) -> list[_Model]:
+    async def _enough(self, candidates: list[DiskModel], shortfall: int) -> list[DiskModel]:
         """The shortest least-recently-used prefix of ``candidates`` freeing ``shortfall``
         bytes; every candidate if none does; none if nothing is short."""
         if shortfall <= 0:
@@ -319,6 +260,39 @@ class CleanupService:
             if await self._cache.predicted_free_bytes(chosen) >= shortfall:
                 return candidates[:count]
         return candidates
+
+    # --- for the quota (cleanup/quota.py) ----------------------------------------------
+
+    async def least_recently_used(
+        self, *, excluding: str | None = None
+    ) -> tuple[StorageResponse, list[DiskModel]]:
+        """The storage report, and the unprotected models on disk but ``excluding``,
+        least recently used first (what the quota may evict, in order)."""
+        report, models = await self._survey()
+        candidates, _ = self._candidates(
+            (m for m in models if m.model_id != excluding), unused_days=0, keep_frequent=False
+        )
+        return report, candidates
+
+    async def enough_to_free(
+        self, models: list[DiskModel], shortfall: int
+    ) -> tuple[list[DiskModel], int]:
+        """The shortest prefix of ``models`` freeing ``shortfall`` bytes (else all of
+        them), and the bytes it would free."""
+        chosen = await self._enough(models, shortfall)
+        return chosen, await self._cache.predicted_free_bytes(await self._plans(chosen))
+
+    async def evict(self, models: Sequence[DiskModel], *, trigger: Trigger) -> CleanupResult:
+        """Remove ``models`` as a recorded cleanup (each checked again as it goes)."""
+        return await self.cleanup(
+            CleanupRequest(
+                cleanup_type=CleanupType.manual,
+                models_to_remove=[m.model_id for m in models],
+                min_unused_days=0,
+                preserve_frequently_used=False,
+            ),
+            trigger=trigger,
+        )
 
     # --- cleanups ----------------------------------------------------------------------
 
@@ -384,7 +358,7 @@ class CleanupService:
         )
 
     async def _remove_all(
-        self, models: Sequence[_Model], *, dry_run: bool
+        self, models: Sequence[DiskModel], *, dry_run: bool
     ) -> tuple[list[CleanupDecision], int]:
         if dry_run:
             plans = await self._plans(models)
@@ -403,7 +377,7 @@ class CleanupService:
             total += decision.freed_bytes or 0
         return decisions, total
 
-    async def _remove(self, model: _Model) -> CleanupDecision:
+    async def _remove(self, model: DiskModel) -> CleanupDecision:
         desk = self._downloads.desk(model.model_id)
         if desk.locked():  # never wait on it: a download making room may hold ours
             return _decision(model, "preserved", "A download action on it is under way", None)
@@ -479,107 +453,8 @@ class CleanupService:
             raise CleanupNotFound(f"No cleanup {cleanup_id}", details={"cleanup_id": cleanup_id})
         return CleanupResult.model_validate(row.result)
 
-    # --- the quota ---------------------------------------------------------------------
 
-    async def make_room(self, for_model: str, needed: int, short: InsufficientStorage) -> None:
-        """Free what a download of ``needed`` more bytes for ``for_model`` lacks under the
-        quota and the free-space reserve (``short``: the limit it would cross; see the
-        module docstring).
-
-        Raises:
-            InsufficientStorage: ``short``, saying which models removing would make room
-                (``details.candidates``) and why they were not removed: automatic cleanup
-                is off, or they would not make enough (nothing was removed).
-        """
-        report, models = await self._survey()
-        shortfall = self._shortfall(report, needed)
-        if shortfall <= 0:
-            return
-        candidates, _ = self._candidates(
-            (m for m in models if m.model_id != for_model), unused_days=0, keep_frequent=False
-        )
-        chosen = await self._enough(candidates, shortfall)
-        plans = await self._plans(chosen)
-        covers = await self._cache.predicted_free_bytes(plans) >= shortfall
-        storage = self._config().storage
-        if not storage.auto_cleanup or not covers:
-            raise _refusal(short, shortfall, chosen, covers, storage.auto_cleanup)
-        names = [m.model_id for m in chosen]
-        logger.info("Making %s of room for %s: removing %s", readable(shortfall), for_model, names)
-        await self.cleanup(
-            CleanupRequest(
-                cleanup_type=CleanupType.manual,
-                models_to_remove=names,
-                min_unused_days=0,
-                preserve_frequently_used=False,
-            ),
-            trigger="quota",
-        )
-
-    def _shortfall(self, report: StorageResponse, needed: int) -> int:
-        storage = self._config().storage
-        free = disk_space(self._cache.root).free
-        short = needed + gb_bytes(storage.min_free_space_gb) - free
-        quota = gb_bytes(storage.max_storage_gb)
-        if quota:
-            short = max(short, report.storage_summary.used_space_bytes + needed - quota)
-        return short
-
-    async def check_threshold(self) -> CleanupResult | None:
-        """Bring usage back under ``cleanup_threshold_percent`` when ``auto_cleanup`` is
-        on (least recently used unprotected models first); without it, warn once per
-        crossing. Return the cleanup made, if any."""
-        report, models = await self._survey()
-        summary = report.storage_summary
-        storage = self._config().storage
-        limit = summary.total_capacity_bytes * storage.cleanup_threshold_percent / 100
-        excess = int(summary.used_space_bytes - limit)
-        if excess <= 0:
-            self._over_threshold = False
-            return None
-        if not storage.auto_cleanup:
-            if not self._over_threshold:
-                logger.warning(
-                    "Models take %.1f%% of their capacity, over the %.0f%% threshold; "
-                    "automatic cleanup is off (POST /api/v1/models/cleanup frees space)",
-                    summary.usage_percent,
-                    storage.cleanup_threshold_percent,
-                )
-            self._over_threshold = True
-            return None
-        candidates, _ = self._candidates(models, unused_days=0, keep_frequent=False)
-        chosen = await self._enough(candidates, excess)
-        if not chosen:
-            return None
-        return await self.cleanup(
-            CleanupRequest(
-                cleanup_type=CleanupType.manual,
-                models_to_remove=[m.model_id for m in chosen],
-                min_unused_days=0,
-                preserve_frequently_used=False,
-            ),
-            trigger="schedule",
-        )
-
-    async def run_check_loop(self) -> None:
-        """Check now, then every ``cleanup_check_interval_minutes`` or when woken."""
-        while True:
-            self._wake.clear()
-            try:
-                await self.check_threshold()
-            except DepotError as error:
-                logger.warning("The storage threshold check failed: %s", error.message)
-            interval = self._config().storage.cleanup_check_interval_minutes * 60
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
-
-    async def on_config_change(self, keys: frozenset[str]) -> None:
-        if any(key.startswith("storage.") for key in keys):
-            self._wake.set()
-
-
-def _recommend(model: _Model, min_unused_days: int, now: datetime) -> CleanupRecommendation:
+def _recommend(model: DiskModel, min_unused_days: int, now: datetime) -> CleanupRecommendation:
     idle_days = (now - model.idle_since).total_seconds() / 86_400
     span = max(min_unused_days, 1)
     confidence = 0.5 + 0.5 * min(1.0, max(0.0, idle_days - min_unused_days) / span)
@@ -601,20 +476,22 @@ def _recommend(model: _Model, min_unused_days: int, now: datetime) -> CleanupRec
     )
 
 
-def _idle(model: _Model, now: datetime) -> str:
+def _idle(model: DiskModel, now: datetime) -> str:
     days = int((now - model.idle_since).total_seconds() // 86_400)
     if model.storage.last_accessed is None:
         return f"Never used; installed {days} days ago"
     return f"Not used in {days} days"
 
 
-def _not_idle(model: _Model, request: CleanupRequest) -> str:
+def _not_idle(model: DiskModel, request: CleanupRequest) -> str:
     if request.keep_frequent and model.storage.usage_frequency >= FREQUENT_USES_PER_DAY:
         return f"Frequently used ({model.storage.usage_frequency:g} uses per day)"
     return f"Used in the last {request.unused_days} days"
 
 
-def _decision(model: _Model, outcome: Outcome, reason: str, freed: int | None) -> CleanupDecision:
+def _decision(
+    model: DiskModel, outcome: Outcome, reason: str, freed: int | None
+) -> CleanupDecision:
     return CleanupDecision(
         model_id=model.model_id,
         outcome=outcome,
@@ -633,28 +510,4 @@ def _kept(model_id: str, reason: str, size: int, last_used: datetime | None) -> 
         size_bytes=size,
         freed_bytes=None,
         last_used=last_used,
-    )
-
-
-def _refusal(
-    short: InsufficientStorage, shortfall: int, chosen: list[_Model], covers: bool, auto: bool
-) -> InsufficientStorage:
-    names = ", ".join(m.model_id for m in chosen)
-    if not chosen:
-        advice = "No model can be removed to make room: all are protected or none is on disk."
-    elif not covers:
-        advice = f"Even removing every unprotected model ({names}) would not free enough."
-    else:
-        advice = (
-            f"Removing {names} would free enough; storage.auto_cleanup is off "
-            "(POST /api/v1/models/cleanup removes them)."
-        )
-    return InsufficientStorage(
-        f"{short.message.rstrip('.')}. {advice}",
-        details={
-            **short.details,
-            "shortfall_bytes": shortfall,
-            "candidates": [m.model_id for m in chosen],
-            "auto_cleanup": auto,
-        },
     )

@@ -74,17 +74,17 @@ async def cleanup_result(
 @router.get("/pins", response_model=PinList, responses=error_responses())
 async def pins(services: ServicesDep) -> PinList:
     """Pinned models: never cleanup candidates, never evicted for the quota."""
-    return services.cleanup.pins()
+    return services.pins.pins()
 
 
 @router.put("/pins/{model_id:path}", response_model=Pin, responses=error_responses(400, 404, 422))
 async def pin(model_id: ModelIdPath, request: PinRequest, services: ServicesDep) -> Pin:
     """Pin a model (a repeat updates the reason; body ``{}`` for none)."""
-    return await services.cleanup.pin(model_id, request.reason)
+    return await services.pins.pin(model_id, request.reason)
 
 
 @router.delete("/pins/{model_id:path}", status_code=204, responses=error_responses(404, 422))
 async def unpin(model_id: ModelIdPath, services: ServicesDep) -> Response:
     """Unpin a model (204 whether or not it was pinned)."""
-    await services.cleanup.unpin(model_id)
+    await services.pins.unpin(model_id)
     return Response(status_code=204)
