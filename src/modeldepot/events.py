@@ -67,6 +67,23 @@ class ModelHealthAlert(Event):
     check_id: str | None = None
 
 
+class FallbackSuggestion(Event):
+    """An app asked for a model that is not available; the best stand-in (seed message
+    ``fallback_suggestion``)."""
+
+    type: Literal["fallback_suggestion"] = "fallback_suggestion"
+    requested_model: str
+    suggested_model: str
+    compatibility_score: float
+    user_action_required: bool
+    timeout_seconds: int
+
+    @property
+    def model_id(self) -> str:
+        """For subscriptions by model: the model asked for."""
+        return self.requested_model
+
+
 class DownloadLike(Protocol):
     """What a progress event reads of a download (``downloads.jobs.Job`` has it; events
     sit below every domain and import none of them)."""

@@ -12,12 +12,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modeldepot.analytics.performance import measured_download_speed
 from modeldepot.auth.audit import AuditLog
 from modeldepot.auth.keys import KeyStore
 from modeldepot.availability.service import AvailabilityService
@@ -37,6 +39,7 @@ from modeldepot.downloads.ledger import Ledger
 from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
+from modeldepot.fallback.service import FallbackService
 from modeldepot.health.monitor import HealthMonitor
 from modeldepot.health.repair import RepairService
 from modeldepot.health.service import HealthService
@@ -77,6 +80,7 @@ class Services:
     cleanup: CleanupService
     pins: PinStore
     quota: QuotaKeeper
+    fallback: FallbackService
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     instance: InstanceLease | None = None
@@ -306,6 +310,12 @@ async def _build(
         cleanup=cleanup,
         pins=pins,
         quota=QuotaKeeper(cleanup=cleanup, models_dir=models_dir, config=lambda: config.current),
+        fallback=FallbackService(
+            catalog=catalog,
+            availability=availability,
+            bus=bus,
+            download_speed=lambda: measured_download_speed(sessions, now=datetime.now(UTC)),
+        ),
     )
     _wire(services)
     return services

@@ -86,6 +86,7 @@ RECOMMENDATIONS = f"{V}/models/analytics/cleanup"
 CLEANUP = f"{V}/models/cleanup"
 CLEANUP_RUN = f"{V}/models/cleanup/{{cleanup_id}}"
 PIN = f"{V}/models/pins/{{model_id}}"
+SUGGEST = f"{V}/models/fallback/suggest"
 LISTS = [  # paged (issue 10): a bad page, limit, sort or order is 422
     f"{V}/models/status/detailed",
     f"{V}/models/download/active",
@@ -232,6 +233,8 @@ def analytics_and_cleanup_probes() -> list[Probe]:
         ("PUT", PIN, f"{V}/models/pins/tiny", MALFORMED),
         ("PUT", PIN, f"{V}/models/pins/tiny", {"reason": 5}),
         *model_probes("DELETE", PIN),
+        ("POST", SUGGEST, SUGGEST, {"requested_model": "fresh"}),
+        *body_probes(SUGGEST, SUGGEST, {"requested_model": "fresh", "requirements": 5}),
         ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, off),
         ("POST", USAGE, USAGE, loaded),  # 409 FEATURE_DISABLED
         ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, on),

@@ -165,12 +165,30 @@ async def test_a_period_ends_today_and_the_default_is_a_month(
 
 
 @pytest.mark.parametrize(
+    "query",
+    [
+        "?start_date=0001-01-01&end_date=0001-01-01",
+        "?end_date=0001-01-05",
+        "?start_date=9999-12-31&end_date=9999-12-31",
+    ],
+)
+async def test_ranges_at_the_ends_of_the_calendar_answer(
+    make_settings: SettingsFactory, query: str
+) -> None:
+    async with run_app(make_settings(), entries=ENTRIES, resolve=False) as app:
+        answer = await app.client.get(f"{V}/models/analytics{query}")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["summary"]["total_generations"] == 0
+
+
+@pytest.mark.parametrize(
     ("query", "status", "code"),
     [
         ("?period=week&start_date=2026-01-01", 422, "VALIDATION_ERROR"),
         ("?start_date=2026-02-01&end_date=2026-01-01", 422, "VALIDATION_ERROR"),
         ("?start_date=2026-13-01", 422, "VALIDATION_ERROR"),
         ("?period=fortnight", 422, "VALIDATION_ERROR"),
+        ("?start_date=0", 422, "VALIDATION_ERROR"),
         ("/nobody", 404, "MODEL_NOT_FOUND"),
         ("/..%2Fx", 422, "INVALID_MODEL_ID"),
     ],

@@ -111,6 +111,17 @@ class _Check:
     baseline_read_mbps: float | None
 
 
+async def measured_download_speed(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime
+) -> float | None:
+    """Bytes/s of the downloads completed over the last ``WINDOW_DAYS`` days (None: none)."""
+    async with sessions() as session:
+        _completed, _failed, speed = await download_record(
+            session, now - timedelta(days=WINDOW_DAYS)
+        )
+    return speed
+
+
 async def performance(
     sessions: async_sessionmaker[AsyncSession],
     statuses: Mapping[str, ModelStatus],
@@ -192,7 +203,9 @@ async def _latest_checks(session: AsyncSession, since: datetime) -> dict[str, _C
     return found
 
 
-async def _system(session: AsyncSession, since: datetime) -> SystemPerformance:
+async def download_record(session: AsyncSession, since: datetime) -> tuple[int, int, float | None]:
+    """Completed and failed downloads finished since ``since``, and the completed ones'
+    speed: bytes fetched over the time from start to finish, bytes/s (None: none)."""
     d = DownloadRow
     finished = await session.execute(
         select(d.status, d.done_bytes, d.started_at, d.finished_at).where(
@@ -209,6 +222,11 @@ async def _system(session: AsyncSession, since: datetime) -> SystemPerformance:
         if started is not None and finished_at is not None and done:
             fetched += int(done)
             seconds += max((finished_at - started).total_seconds(), 0.0)
+    return completed, failed, fetched / seconds if seconds > 0 else None
+
+
+async def _system(session: AsyncSession, since: datetime) -> SystemPerformance:
+    completed, failed, speed = await download_record(session, since)
     c = HealthCheckRow
     checks = await session.execute(
         select(c.overall_health, func.count())
@@ -221,7 +239,7 @@ async def _system(session: AsyncSession, since: datetime) -> SystemPerformance:
     return SystemPerformance(
         overall_score=None,
         download_success_rate=round(completed / ended, 4) if ended else None,
-        average_download_speed_mbps=round(fetched / seconds / 1e6, 3) if seconds > 0 else None,
+        average_download_speed_mbps=None if speed is None else round(speed / 1e6, 3),
         health_check_success_rate=round(verdicts.get("healthy", 0) / total_checks, 4)
         if total_checks
         else None,

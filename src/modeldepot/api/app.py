@@ -33,6 +33,7 @@ from modeldepot.api.routes import (
     cleanup,
     config,
     downloads,
+    fallback,
     health,
     revisions,
     status,
@@ -110,6 +111,7 @@ def create_app(
         access.router,
         cleanup.router,  # before usage: /analytics/cleanup before /analytics/{model_id}
         usage.router,
+        fallback.router,
         ws.router,
     ):
         app.include_router(router)

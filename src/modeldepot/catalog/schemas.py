@@ -69,6 +69,16 @@ class CatalogEntry(BaseModel):
     speed: Level = Level.medium
     resolutions: list[str] = Field(default_factory=list)
     min_vram_gb: float | None = Field(default=None, ge=0)
+    vram_gb: dict[str, float] = Field(
+        default_factory=dict,
+        description="GPU memory a generation needs at each resolution (WIDTHxHEIGHT), GB",
+    )
+    quality_score: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Output quality relative to the best catalogue model (1.0), 0 to 1",
+    )
     parameters_b: float | None = Field(default=None, ge=0, description="Billions of parameters")
     version: str | None = Field(default=None, description="Human version label, if any")
     kind: Literal["hub", "url"] = "hub"

@@ -60,8 +60,13 @@ class DateRange:
         return (self.end - self.start).days + 1
 
     def last_days(self, count: int) -> list[date]:
-        first = max(self.start, self.end - timedelta(days=count - 1))
+        first = max(self.start, days_before(self.end, count - 1))
         return [first + timedelta(days=n) for n in range((self.end - first).days + 1)]
+
+
+def days_before(day: date, count: int) -> date:
+    """``day`` minus ``count`` days, never before the first representable day."""
+    return day - timedelta(days=min(count, (day - date.min).days))
 
 
 def resolve_range(
@@ -79,10 +84,10 @@ def resolve_range(
         )
     if start is None and end is None:
         days = PERIOD_DAYS[period or Period.month]
-        return DateRange(today - timedelta(days=days - 1), today)
+        return DateRange(days_before(today, days - 1), today)
     if start is None:
         assert end is not None
-        start = end - timedelta(days=PERIOD_DAYS[Period.month] - 1)
+        start = days_before(end, PERIOD_DAYS[Period.month] - 1)
     if end is None:
         end = today
     if start > end:

@@ -51,6 +51,7 @@ from modeldepot.errors import InvalidInput
 from modeldepot.events import (
     DownloadProgress,
     Event,
+    FallbackSuggestion,
     ModelAvailabilityChange,
     ModelHealthAlert,
     Subscription,
@@ -69,7 +70,7 @@ MAX_JSON_DEPTH = 8  # a valid command has 2
 MAX_MODEL_IDS = 1000
 EVENT_TYPES: tuple[str, ...] = tuple(
     str(cls.model_fields["type"].default)
-    for cls in (ModelAvailabilityChange, DownloadProgress, ModelHealthAlert)
+    for cls in (ModelAvailabilityChange, DownloadProgress, ModelHealthAlert, FallbackSuggestion)
 )
 USAGE = 'expected {"action": "subscribe"|"unsubscribe", "model_ids": [...], "types": [...]}'
 
