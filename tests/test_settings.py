@@ -112,6 +112,7 @@ OUT_OF_RANGE: dict[str, list[str]] = {
     "storage.revision_grace_hours": ["-1", "8761"],
     "storage.cleanup_check_interval_minutes": ["0", "525601"],
     "usage_retention_days": ["0", "3651", "1.5"],
+    "queue_claim_timeout_minutes": ["0", "0.05", "10081"],
     "downloads.max_concurrent_downloads": ["0", "65"],
     "downloads.max_retries": ["-1", "101"],
     "downloads.bandwidth_limit_mbps": ["1e-300", "-1", "100001", "nan"],

@@ -9,13 +9,14 @@
     │   ├── CheckNotFound (404 CHECK_NOT_FOUND)
     │   ├── RepairNotFound (404 REPAIR_NOT_FOUND)
     │   ├── CleanupNotFound (404 CLEANUP_NOT_FOUND)
+    │   ├── QueueEntryNotFound (404 QUEUE_ENTRY_NOT_FOUND)
     │   └── RouteNotFound (404 ROUTE_NOT_FOUND)
     ├── Conflict (409 CONFLICT)
     │   ├── DownloadInProgress (409 DOWNLOAD_IN_PROGRESS)
     │   ├── RevisionUnavailable (409 REVISION_UNAVAILABLE)
     │   ├── ModelNotInstalled (409 MODEL_NOT_INSTALLED)
     │   ├── FeatureDisabled (409 FEATURE_DISABLED)    switched off in the configuration
-    │   └── ModelProtected (409 MODEL_PROTECTED)      pinned, loaded, downloading...
+    │   └── QueueEntryNotReady (409 QUEUE_ENTRY_NOT_READY)  not READY, or claimed already
     ├── InvalidInput (422 VALIDATION_ERROR)
     │   ├── InvalidModelId (422 INVALID_MODEL_ID)
     │   ├── InvalidCheckId (422 INVALID_CHECK_ID)
@@ -93,6 +94,10 @@ class CleanupNotFound(NotFound):
     code = "CLEANUP_NOT_FOUND"
 
 
+class QueueEntryNotFound(NotFound):
+    code = "QUEUE_ENTRY_NOT_FOUND"
+
+
 class RepairNotFound(NotFound):
     code = "REPAIR_NOT_FOUND"
 
@@ -114,10 +119,10 @@ class FeatureDisabled(Conflict):
     code = "FEATURE_DISABLED"
 
 
-class ModelProtected(Conflict):
-    """A removal refused: the model is pinned, loaded, downloading or waited for."""
+class QueueEntryNotReady(Conflict):
+    """A claim or cancel of a queue entry in a state that does not allow it."""
 
-    code = "MODEL_PROTECTED"
+    code = "QUEUE_ENTRY_NOT_READY"
 
 
 class RevisionUnavailable(Conflict):

@@ -84,6 +84,17 @@ class FallbackSuggestion(Event):
         return self.requested_model
 
 
+class QueueEntryChange(Event):
+    """A wait-queue entry changed state: READY (claim it now), CLAIMED, CANCELLED,
+    EXPIRED or FAILED (extension message ``queue_entry_change``)."""
+
+    type: Literal["queue_entry_change"] = "queue_entry_change"
+    queue_id: str
+    model_id: str
+    status: str
+    reason: str | None
+
+
 class DownloadLike(Protocol):
     """What a progress event reads of a download (``downloads.jobs.Job`` has it; events
     sit below every domain and import none of them)."""

@@ -12,8 +12,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -39,6 +40,8 @@ from modeldepot.downloads.ledger import Ledger
 from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
+from modeldepot.fallback.queue import WaitQueue
+from modeldepot.fallback.schemas import SuggestRequest
 from modeldepot.fallback.service import FallbackService
 from modeldepot.health.monitor import HealthMonitor
 from modeldepot.health.repair import RepairService
@@ -81,6 +84,7 @@ class Services:
     pins: PinStore
     quota: QuotaKeeper
     fallback: FallbackService
+    queue: WaitQueue
     metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     instance: InstanceLease | None = None
@@ -180,6 +184,7 @@ async def open_services(
             await services.repairs.load()
             await services.usage.load()
             await services.pins.load()
+            await services.queue.load()
             if background:
                 _start_background(services)
             try:
@@ -287,6 +292,17 @@ async def _build(
         commits_in_use=revisions.commits_in_use,
         on_removed=revisions.record_removal,
     )
+    fallback = FallbackService(
+        catalog=catalog,
+        availability=availability,
+        bus=bus,
+        download_speed=lambda: measured_download_speed(sessions, now=datetime.now(UTC)),
+    )
+
+    async def alternatives(model_id: str) -> list[dict[str, Any]]:
+        answer = await fallback.suggest(SuggestRequest(requested_model=model_id))
+        return [s.model_dump(mode="json") for s in answer.suggestions[:3]]
+
     services = Services(
         settings=settings,
         config=config,
@@ -310,11 +326,15 @@ async def _build(
         cleanup=cleanup,
         pins=pins,
         quota=QuotaKeeper(cleanup=cleanup, models_dir=models_dir, config=lambda: config.current),
-        fallback=FallbackService(
+        fallback=fallback,
+        queue=WaitQueue(
             catalog=catalog,
             availability=availability,
+            downloads=downloads,
             bus=bus,
-            download_speed=lambda: measured_download_speed(sessions, now=datetime.now(UTC)),
+            sessions=sessions,
+            claim_timeout=timedelta(minutes=settings.queue_claim_timeout_minutes),
+            suggest=alternatives,
         ),
     )
     _wire(services)
@@ -344,6 +364,8 @@ def _wire(services: Services) -> None:
     config.on_change(services.revisions.on_config_change)
     config.on_change(services.quota.on_config_change)
     downloads.on_short_of_space(services.quota.make_room)
+    downloads.on_status_change(services.queue.on_download_change)
+    services.cleanup.add_protection(services.queue.is_waited_for)
 
 
 def _start_background(services: Services) -> None:

@@ -300,6 +300,13 @@ class Settings(BaseSettings):
         le=10_000,
         description="Performance check: bytes read per file at most, MB (10^6 bytes): 1 to 10,000",
     )
+    queue_claim_timeout_minutes: float = Field(
+        default=10,
+        ge=0.1,
+        le=10_080,
+        description="A READY wait-queue entry nobody claims expires after this, 0.1 to "
+        "10,080 minutes",
+    )
     usage_retention_days: int = Field(
         default=90,
         ge=1,

@@ -87,6 +87,10 @@ CLEANUP = f"{V}/models/cleanup"
 CLEANUP_RUN = f"{V}/models/cleanup/{{cleanup_id}}"
 PIN = f"{V}/models/pins/{{model_id}}"
 SUGGEST = f"{V}/models/fallback/suggest"
+QUEUE = f"{V}/models/fallback/queue"
+QUEUE_ONE = f"{V}/models/fallback/queue/{{queue_id}}"
+CLAIM = f"{V}/models/fallback/queue/{{queue_id}}/claim"
+NO_ENTRY = "queue_0123456789abcdef"
 LISTS = [  # paged (issue 10): a bad page, limit, sort or order is 422
     f"{V}/models/status/detailed",
     f"{V}/models/download/active",
@@ -235,9 +239,42 @@ def analytics_and_cleanup_probes() -> list[Probe]:
         *model_probes("DELETE", PIN),
         ("POST", SUGGEST, SUGGEST, {"requested_model": "fresh"}),
         *body_probes(SUGGEST, SUGGEST, {"requested_model": "fresh", "requirements": 5}),
+        *queue_probes(),
         ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, off),
         ("POST", USAGE, USAGE, loaded),  # 409 FEATURE_DISABLED
         ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, on),
+    ]
+
+
+def queue_probes() -> list[Probe]:
+    """``tiny`` is available: its entry is READY at once (claimed, then 409); ``ghost``,
+    removed, cannot be fetched again (503); a 100 TB reserve refuses the download a queue
+    entry starts (507). Queue probes run last but for the usage switch: ghost is gone."""
+    ask = {"request": {"prompt": "a fox"}}
+    claimed = "tiny-entry"  # replaced by the id the first probe gets (see call())
+    return [
+        ("POST", QUEUE, QUEUE, {"model_id": "tiny", **ask}),
+        ("POST", QUEUE, QUEUE, {"model_id": "nope", **ask}),
+        # ghost removed, its hub gone: the download a queue entry needs cannot start (503)
+        ("POST", CLEANUP, CLEANUP, {"cleanup_type": "manual", "models_to_remove": ["ghost"]}),
+        ("POST", QUEUE, QUEUE, {"model_id": "ghost", **ask}),
+        reserve(100_000),
+        ("POST", QUEUE, QUEUE, {"model_id": "fresh", **ask}),
+        reserve(0),
+        *body_probes(QUEUE, QUEUE, {"model_id": "tiny", "request": {"prompt": 5}}),
+        ("GET", QUEUE, QUEUE, None),
+        ("GET", QUEUE, f"{QUEUE}?status=LOST", None),
+        ("GET", QUEUE_ONE, f"{QUEUE}/{NO_ENTRY}", None),
+        ("GET", QUEUE_ONE, f"{QUEUE}/nope", None),
+        ("GET", QUEUE_ONE, f"{QUEUE}/{claimed}", None),
+        ("POST", CLAIM, f"{QUEUE}/{claimed}/claim", None),
+        ("POST", CLAIM, f"{QUEUE}/{claimed}/claim", None),
+        ("POST", CLAIM, f"{QUEUE}/{NO_ENTRY}/claim", None),
+        ("POST", CLAIM, f"{QUEUE}/nope/claim", None),
+        ("POST", CLAIM, f"{QUEUE}/{claimed}/claim", MALFORMED),
+        ("DELETE", QUEUE_ONE, f"{QUEUE}/{claimed}", None),
+        ("DELETE", QUEUE_ONE, f"{QUEUE}/{NO_ENTRY}", None),
+        ("DELETE", QUEUE_ONE, f"{QUEUE}/nope", None),
     ]
 
 
@@ -258,8 +295,13 @@ async def test_each_route_documents_exactly_the_error_statuses_it_answers(
         await app.client.post(MANAGE, json={"model_id": "tiny", "action": "start"})
         await asyncio.wait_for(app.services.downloads.run_until_idle(), 30)
         local_hub.commit("acme/tiny", add={"config.json": b'{"version": 2}\n'})
+        entry_id = ""
         for probe in probes():
+            if "tiny-entry" in probe[2]:
+                probe = (probe[0], probe[1], probe[2].replace("tiny-entry", entry_id), probe[3])
             response = await call(app, probe)
+            if probe[1] == QUEUE and probe[0] == "POST" and not entry_id:
+                entry_id = response.json()["queue_id"]
             seen.setdefault((probe[0], probe[1]), set()).add(response.status_code)
             if response.status_code >= 400:
                 ErrorEnvelope.model_validate(response.json())  # always the envelope
@@ -285,7 +327,7 @@ async def test_each_route_documents_exactly_the_error_statuses_it_answers(
         for code in documented:
             content = operation["responses"][str(code)]["content"]["application/json"]
             assert content["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
-    assert mismatches == {}
+    assert mismatches == {}, mismatches
 
 
 async def test_model_ids_in_paths_carry_the_id_pattern(make_settings: SettingsFactory) -> None:
@@ -298,10 +340,13 @@ async def test_model_ids_in_paths_carry_the_id_pattern(make_settings: SettingsFa
         for parameter in operation.get("parameters", [])
         if parameter["name"] == "model_id"
     ]
-    assert len(model_params) == 11
+    assert [p["in"] for p in model_params].count("path") == 11
+    assert [p["in"] for p in model_params].count("query") == 1  # the queue's filter
     for parameter in model_params:
-        assert parameter["in"] == "path"
-        assert parameter["schema"]["pattern"] == MODEL_ID_PATTERN
+        assert parameter["schema"].get("pattern", "") == MODEL_ID_PATTERN or any(
+            option.get("pattern") == MODEL_ID_PATTERN
+            for option in parameter["schema"].get("anyOf", [])
+        )
 
 
 async def test_every_bound_is_published_in_json_schema_terms(

@@ -90,6 +90,9 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("DELETE", f"{_V}/models/pins/{{model_id}}"): USER,
     ("POST", f"{_V}/models/cleanup"): ADMIN,
     ("POST", f"{_V}/models/fallback/suggest"): READ,  # a question: changes nothing
+    ("POST", f"{_V}/models/fallback/queue"): USER,
+    ("POST", f"{_V}/models/fallback/queue/{{queue_id}}/claim"): USER,
+    ("DELETE", f"{_V}/models/fallback/queue/{{queue_id}}"): USER,
     ("POST", f"{_V}/models/health/{{model_id}}/repair"): ADMIN,
     ("POST", f"{_V}/models/revisions/{{model_id}}/update"): ADMIN,
     ("POST", f"{_V}/models/revisions/{{model_id}}/rollback"): ADMIN,

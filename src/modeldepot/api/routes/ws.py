@@ -54,6 +54,7 @@ from modeldepot.events import (
     FallbackSuggestion,
     ModelAvailabilityChange,
     ModelHealthAlert,
+    QueueEntryChange,
     Subscription,
 )
 from modeldepot.ids import ModelId
@@ -70,7 +71,13 @@ MAX_JSON_DEPTH = 8  # a valid command has 2
 MAX_MODEL_IDS = 1000
 EVENT_TYPES: tuple[str, ...] = tuple(
     str(cls.model_fields["type"].default)
-    for cls in (ModelAvailabilityChange, DownloadProgress, ModelHealthAlert, FallbackSuggestion)
+    for cls in (
+        ModelAvailabilityChange,
+        DownloadProgress,
+        ModelHealthAlert,
+        FallbackSuggestion,
+        QueueEntryChange,
+    )
 )
 USAGE = 'expected {"action": "subscribe"|"unsubscribe", "model_ids": [...], "types": [...]}'
 

@@ -1,0 +1,367 @@
+"""The wait queue: generation requests held until their model is in.
+
+An entry is ``WAITING`` while its model is not available; queuing for a model that is
+neither available nor downloading starts its download at the entry's priority. When the
+model becomes available, its waiting entries turn ``READY`` (in priority, then arrival
+order) and ``queue_entry_change`` goes out on the WebSocket; the app that runs
+generations then claims an entry, exactly once (the claim is one conditional ``UPDATE``:
+of two concurrent claims one wins, the other gets 409). An entry ends ``CLAIMED``,
+``CANCELLED``, ``EXPIRED`` (waited past ``max_wait_time_minutes``, or READY and not claimed
+within ``queue_claim_timeout_minutes``) or ``FAILED`` (its model's download failed; the
+entry carries fallback suggestions). Entries live in the database: a restart loses
+nothing, and on start-up entries whose model is available turn READY.
+
+Transitions are checked when a download of the model changes state, and every
+:data:`TICK_SECONDS` (expiry, and models made available another way: a repair, a
+rollback, files copied in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from modeldepot.availability.service import AvailabilityService
+from modeldepot.catalog.service import CatalogService
+from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
+from modeldepot.downloads.service import DownloadService
+from modeldepot.downloads.state import DownloadStatus
+from modeldepot.errors import DownloadInProgress, QueueEntryNotFound, QueueEntryNotReady
+from modeldepot.events import EventBus, QueueEntryChange
+from modeldepot.fallback.queue_schemas import (
+    OPEN,
+    GenerationRequest,
+    QueueEntry,
+    QueueRequest,
+    QueueResponse,
+    QueueStatus,
+)
+from modeldepot.fallback.queue_tables import QueueRow
+
+logger = logging.getLogger(__name__)
+
+TICK_SECONDS = 10.0
+Suggest = Callable[[str], Awaitable[list[dict[str, Any]]]]
+
+
+class WaitQueue:
+    def __init__(
+        self,
+        *,
+        catalog: CatalogService,
+        availability: AvailabilityService,
+        downloads: DownloadService,
+        bus: EventBus,
+        sessions: async_sessionmaker[AsyncSession],
+        claim_timeout: timedelta,
+        suggest: Suggest,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """``suggest(model_id)``: alternatives for a model whose download failed."""
+        self._catalog = catalog
+        self._availability = availability
+        self._downloads = downloads
+        self._bus = bus
+        self._sessions = sessions
+        self._claim_timeout = claim_timeout
+        self._suggest = suggest
+        self._clock = clock
+        self._lock = asyncio.Lock()  # one transition sweep at a time
+        self._seq = 0
+        self._waiting_models: set[str] = set()
+
+    async def load(self) -> None:
+        async with self._sessions() as session:
+            self._seq = int(await session.scalar(select(func.max(QueueRow.seq))) or 0)
+            rows = await session.scalars(
+                select(QueueRow.model_id).where(QueueRow.status == QueueStatus.WAITING.value)
+            )
+            self._waiting_models = set(rows)
+        await self.tick()
+
+    def is_waited_for(self, model_id: str) -> str | None:
+        """A cleanup protection: why the model must stay, or None."""
+        return "Waited for by the wait queue" if model_id in self._waiting_models else None
+
+    # --- the seed's operation ----------------------------------------------------------
+
+    async def enqueue(self, request: QueueRequest) -> QueueResponse:
+        """Raises ModelNotFound, InvalidModelId; InsufficientStorage and the other errors
+        of starting a download (nothing is queued then)."""
+        entry = self._catalog.get(request.model_id)
+        status = await self._availability.status(entry.id)
+        started = False
+        if not status.is_available and not self._downloads.is_active(entry.id):
+            start = ManageRequest(
+                model_id=entry.id, action=DownloadAction.start, priority=request.priority
+            )
+            with contextlib.suppress(DownloadInProgress):  # a race with another start
+                answer = await self._downloads.start(start)
+                started = answer.download_id is not None
+        now = self._clock()
+        ready = status.is_available
+        async with self._lock:
+            self._seq += 1
+            row = QueueRow(
+                queue_id=f"queue_{secrets.token_hex(8)}",
+                seq=self._seq,
+                model_id=entry.id,
+                request=request.request.model_dump(),
+                priority=request.priority.value,
+                status=(QueueStatus.READY if ready else QueueStatus.WAITING).value,
+                created_at=now,
+                wait_until=None
+                if request.max_wait_time_minutes is None
+                else now + timedelta(minutes=request.max_wait_time_minutes),
+                ready_at=now if ready else None,
+                claim_until=now + self._claim_timeout if ready else None,
+            )
+            async with self._sessions.begin() as session:
+                session.add(row)
+            if not ready:
+                self._waiting_models.add(entry.id)
+        if ready:
+            self._publish(row)
+        described = await self._describe(row)
+        return QueueResponse(
+            success=True,
+            queue_id=row.queue_id,
+            position=described.position,
+            estimated_wait_time_minutes=described.estimated_wait_time_minutes,
+            estimated_start_time=described.estimated_start_time,
+            status=described.status,
+            download_started=started,
+        )
+
+    # --- extensions: look, cancel, claim -----------------------------------------------
+
+    async def get(self, queue_id: str) -> QueueEntry:
+        return await self._describe(await self._row(queue_id))
+
+    async def entries(
+        self, *, model_id: str | None, status: QueueStatus | None
+    ) -> list[QueueEntry]:
+        query = select(QueueRow).order_by(QueueRow.seq)
+        if model_id is not None:
+            query = query.where(QueueRow.model_id == model_id)
+        if status is not None:
+            query = query.where(QueueRow.status == status.value)
+        async with self._sessions() as session:
+            rows = list((await session.scalars(query)).all())
+        return [await self._describe(row) for row in rows]
+
+    async def claim(self, queue_id: str, *, worker: str | None = None) -> QueueEntry:
+        """Take a READY entry to run it: exactly one caller succeeds.
+
+        Raises:
+            QueueEntryNotFound; QueueEntryNotReady (waiting, claimed or ended).
+        """
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(QueueRow)
+                .where(
+                    QueueRow.queue_id == queue_id,
+                    QueueRow.status == QueueStatus.READY.value,
+                )
+                .values(
+                    status=QueueStatus.CLAIMED.value,
+                    ended_at=now,
+                    reason=f"Claimed by {worker}" if worker else "Claimed",
+                )
+            )
+        if int(getattr(result, "rowcount", 0) or 0) != 1:
+            row = await self._row(queue_id)
+            raise QueueEntryNotReady(
+                f"Queue entry {queue_id} is {row.status}, not READY",
+                details={"queue_id": queue_id, "status": row.status},
+            )
+        row = await self._row(queue_id)
+        self._publish(row)
+        return await self._describe(row)
+
+    async def cancel(self, queue_id: str) -> QueueEntry:
+        """Raises QueueEntryNotFound; QueueEntryNotReady for an entry already ended."""
+        row = await self._end(queue_id, QueueStatus.CANCELLED, "Cancelled", only=OPEN)
+        return await self._describe(row)
+
+    # --- transitions ---------------------------------------------------------------------
+
+    async def on_download_change(self, model_id: str) -> None:
+        if model_id in self._waiting_models:
+            await self._advance(model_id)
+
+    async def tick(self) -> None:
+        """Expire what is due and turn READY the entries whose model is in."""
+        for model_id in sorted(self._waiting_models):
+            await self._advance(model_id)
+        now = self._clock()
+        async with self._sessions() as session:
+            due = list(
+                (
+                    await session.scalars(
+                        select(QueueRow).where(
+                            QueueRow.status.in_([s.value for s in OPEN]),
+                            (QueueRow.wait_until < now) | (QueueRow.claim_until < now),
+                        )
+                    )
+                ).all()
+            )
+        for row in due:
+            why = (
+                "Not claimed within the claim time-out"
+                if row.status == QueueStatus.READY.value
+                else "Waited longer than max_wait_time_minutes"
+            )
+            with contextlib.suppress(QueueEntryNotReady):
+                await self._end(row.queue_id, QueueStatus.EXPIRED, why, only=OPEN)
+
+    async def run_loop(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def _advance(self, model_id: str) -> None:
+        status = await self._availability.recompute(model_id)
+        if status.is_available:
+            await self._turn_ready(model_id)
+            return
+        job = self._downloads.job(model_id)
+        if job is not None and job.status == DownloadStatus.FAILED:
+            suggestions = await self._suggest(model_id)
+            why = f"The download of {model_id} failed: {job.error_message or job.error_code}"
+            for row in await self._open_rows(model_id, QueueStatus.WAITING):
+                with contextlib.suppress(QueueEntryNotReady):
+                    await self._end(
+                        row.queue_id,
+                        QueueStatus.FAILED,
+                        why,
+                        only=frozenset({QueueStatus.WAITING}),
+                        suggestions=suggestions,
+                    )
+            self._waiting_models.discard(model_id)
+
+    async def _turn_ready(self, model_id: str) -> None:
+        async with self._lock:
+            rows = await self._open_rows(model_id, QueueStatus.WAITING)
+            rows.sort(key=lambda r: (Priority(r.priority).rank, r.seq))
+            now = self._clock()
+            async with self._sessions.begin() as session:
+                for row in rows:
+                    await session.execute(
+                        update(QueueRow)
+                        .where(
+                            QueueRow.queue_id == row.queue_id,
+                            QueueRow.status == QueueStatus.WAITING.value,
+                        )
+                        .values(
+                            status=QueueStatus.READY.value,
+                            ready_at=now,
+                            claim_until=now + self._claim_timeout,
+                        )
+                    )
+            self._waiting_models.discard(model_id)
+        for row in rows:
+            self._publish(await self._row(row.queue_id))
+
+    async def _end(
+        self,
+        queue_id: str,
+        status: QueueStatus,
+        reason: str,
+        *,
+        only: frozenset[QueueStatus],
+        suggestions: list[dict[str, Any]] | None = None,
+    ) -> QueueRow:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(QueueRow)
+                .where(
+                    QueueRow.queue_id == queue_id,
+                    QueueRow.status.in_([s.value for s in only]),
+                )
+                .values(
+                    status=status.value,
+                    reason=reason,
+                    ended_at=self._clock(),
+                    suggestions=suggestions,
+                )
+            )
+        row = await self._row(queue_id)
+        if int(getattr(result, "rowcount", 0) or 0) != 1:
+            raise QueueEntryNotReady(
+                f"Queue entry {queue_id} is {row.status}: it cannot become {status.value}",
+                details={"queue_id": queue_id, "status": row.status},
+            )
+        self._publish(row)
+        return row
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def _row(self, queue_id: str) -> QueueRow:
+        async with self._sessions() as session:
+            row = await session.get(QueueRow, queue_id)
+        if row is None:
+            raise QueueEntryNotFound(f"No queue entry {queue_id}", details={"queue_id": queue_id})
+        return row
+
+    async def _open_rows(self, model_id: str, status: QueueStatus) -> list[QueueRow]:
+        async with self._sessions() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(QueueRow).where(
+                            QueueRow.model_id == model_id, QueueRow.status == status.value
+                        )
+                    )
+                ).all()
+            )
+
+    async def _describe(self, row: QueueRow) -> QueueEntry:
+        status = QueueStatus(row.status)
+        position = wait = start = None
+        if status is QueueStatus.READY:
+            wait, start = 0.0, row.ready_at
+        elif status is QueueStatus.WAITING:
+            waiting = await self._open_rows(row.model_id, QueueStatus.WAITING)
+            waiting.sort(key=lambda r: (Priority(r.priority).rank, r.seq))
+            position = 1 + [r.queue_id for r in waiting].index(row.queue_id)
+            eta = (await self._availability.status(row.model_id)).estimated_download_time
+            if eta is not None:
+                wait = round(eta / 60, 2)
+                start = self._clock() + timedelta(seconds=eta)
+        return QueueEntry(
+            queue_id=row.queue_id,
+            model_id=row.model_id,
+            status=status,
+            priority=Priority(row.priority),
+            request=GenerationRequest.model_validate(row.request),
+            position=position,
+            estimated_wait_time_minutes=wait,
+            estimated_start_time=start,
+            created_at=row.created_at,
+            wait_until=row.wait_until,
+            ready_at=row.ready_at,
+            claim_until=row.claim_until,
+            ended_at=row.ended_at,
+            reason=row.reason,
+            suggestions=row.suggestions,
+        )
+
+    def _publish(self, row: QueueRow) -> None:
+        self._bus.publish(
+            QueueEntryChange(
+                queue_id=row.queue_id,
+                model_id=row.model_id,
+                status=row.status,
+                reason=row.reason,
+            )
+        )

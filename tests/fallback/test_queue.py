@@ -1,0 +1,232 @@
+"""The wait queue against the real service and local hub (issue 12): queuing starts the
+download, positions and estimates follow it, entries turn READY in priority order with an
+event, exactly one concurrent claim wins, a restart loses nothing, entries expire with a
+reason, a failed download fails its entries with suggestions, and a waited-for model is
+protected from cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from modeldepot.events import QueueEntryChange
+from modeldepot.testing import LocalHub, Status, Throttle
+from tests.support import RunningApp, SettingsFactory, hub_entry, progress_until, run_app
+
+V = "/api/v1"
+Q = f"{V}/models/fallback/queue"
+ENTRIES = (
+    hub_entry("wanted", "acme/wanted", capabilities=["text-to-video"]),
+    hub_entry("other", "acme/other", capabilities=["text-to-video"]),
+)
+
+
+@pytest.fixture
+def hub(local_hub: LocalHub) -> LocalHub:
+    local_hub.create_repo("acme/wanted", {"model.ckpt": os.urandom(2_000_000)})
+    local_hub.create_repo("acme/other", {"model.ckpt": os.urandom(200_000)})
+    return local_hub
+
+
+async def enqueue(app: RunningApp, **fields: Any) -> dict[str, Any]:
+    body = {"model_id": "wanted", "request": {"prompt": "a cat", "parameters": {"steps": 4}}}
+    answer = await app.client.post(Q, json={**body, **fields})
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+async def entry(app: RunningApp, queue_id: str) -> dict[str, Any]:
+    answer = await app.client.get(f"{Q}/{queue_id}")
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+async def manage(app: RunningApp, action: str, model_id: str = "wanted") -> None:
+    answer = await app.client.post(
+        f"{V}/models/download/manage", json={"model_id": model_id, "action": action}
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_entries_wait_move_up_turn_ready_in_order_and_are_claimed_once(
+    hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    hub.faults.add(Throttle(bytes_per_second=250_000), repo="acme/wanted", times=None)
+    async with run_app(make_settings(hf_endpoint=hub.endpoint), entries=ENTRIES) as app:
+        events = app.services.bus.subscribe()
+        first = await enqueue(app)
+        second = await enqueue(app)
+        urgent = await enqueue(app, priority="high")
+        await progress_until(app, lambda p: p["progress_percent"] >= 20, "wanted")
+        early = await entry(app, second["queue_id"])
+        await progress_until(app, lambda p: p["progress_percent"] >= 60, "wanted")
+        asked_at = datetime.now(UTC)
+        later = await entry(app, second["queue_id"])
+        cancelled = await app.client.delete(f"{Q}/{first['queue_id']}")
+        moved_up = await entry(app, second["queue_id"])
+        await app.services.downloads.run_until_idle()
+        await app.services.queue.on_download_change("wanted")
+        ready = await entry(app, second["queue_id"])
+        claims = await asyncio.gather(
+            *(app.client.post(f"{Q}/{second['queue_id']}/claim", json={}) for _ in range(5))
+        )
+        changes = []
+        while events.pending:
+            event = await events.get()
+            if isinstance(event, QueueEntryChange):
+                changes.append((event.queue_id, event.status))
+        listed = (await app.client.get(f"{Q}?model_id=wanted&sort=created_at")).json()
+    assert first["download_started"] is True
+    assert second["download_started"] is False  # joined the running download
+    assert (first["status"], first["position"]) == ("WAITING", 1)
+    assert second["position"] == 2
+    assert urgent["position"] == 1  # high priority goes first
+    # The estimate follows the download.
+    assert early["position"] == 3
+    assert early["estimated_wait_time_minutes"] > later["estimated_wait_time_minutes"] >= 0
+    assert datetime.fromisoformat(later["estimated_start_time"]) >= asked_at
+    assert cancelled.json()["status"] == "CANCELLED"
+    assert moved_up["position"] == 2
+    assert (ready["status"], ready["estimated_wait_time_minutes"]) == ("READY", 0.0)
+    # READY in priority then arrival order, with an event each; one claim wins.
+    ready_events = [queue_id for queue_id, status in changes if status == "READY"]
+    assert ready_events == [urgent["queue_id"], second["queue_id"]]
+    assert sorted(c.status_code for c in claims) == [200, 409, 409, 409, 409]
+    (won,) = [c.json() for c in claims if c.status_code == 200]
+    assert won["request"] == {"prompt": "a cat", "parameters": {"steps": 4}}
+    assert won["status"] == "CLAIMED"
+    refused = next(c.json() for c in claims if c.status_code == 409)
+    assert refused["error"]["code"] == "QUEUE_ENTRY_NOT_READY"
+    statuses = {e["queue_id"]: e["status"] for e in listed["data"]}
+    assert statuses == {
+        first["queue_id"]: "CANCELLED",
+        second["queue_id"]: "CLAIMED",
+        urgent["queue_id"]: "READY",
+    }
+    assert listed["pagination"]["total"] == 3
+
+
+async def test_a_restart_mid_wait_loses_nothing(
+    hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    hub.faults.add(Throttle(bytes_per_second=300_000), repo="acme/wanted", times=None)
+    settings = make_settings(hf_endpoint=hub.endpoint)
+    async with run_app(settings, entries=ENTRIES) as app:
+        queued = await enqueue(app)
+        await progress_until(app, lambda p: p["progress_percent"] > 5, "wanted")
+        await manage(app, "pause")
+    hub.faults.clear()
+    async with run_app(settings, entries=ENTRIES) as app:
+        after_restart = await entry(app, queued["queue_id"])
+        await manage(app, "resume")
+        await app.services.downloads.run_until_idle()
+        await app.services.queue.on_download_change("wanted")
+        ready = await entry(app, queued["queue_id"])
+    assert (after_restart["status"], after_restart["position"]) == ("WAITING", 1)
+    assert after_restart["request"]["prompt"] == "a cat"
+    assert ready["status"] == "READY"
+
+
+async def test_entries_expire_with_a_reason(hub: LocalHub, make_settings: SettingsFactory) -> None:
+    hub.faults.add(Throttle(bytes_per_second=100_000), repo="acme/wanted", times=None)
+    settings = make_settings(hf_endpoint=hub.endpoint, queue_claim_timeout_minutes=5)
+    async with run_app(settings, entries=ENTRIES) as app:
+        impatient = await enqueue(app, max_wait_time_minutes=30)
+        patient = await enqueue(app)
+        ready_now = await enqueue(app, model_id="other")  # not installed: downloads
+        await progress_until(app, lambda p: p["status"] == "COMPLETED", "other")
+        await app.services.queue.on_download_change("other")
+        unclaimed = await entry(app, ready_now["queue_id"])
+        queue = app.services.queue
+        queue._clock = lambda: datetime.now(UTC) + timedelta(minutes=31)
+        await queue.tick()
+        expired = [await entry(app, q["queue_id"]) for q in (impatient, patient, ready_now)]
+    assert unclaimed["status"] == "READY"
+    # "wanted" is still downloading: the entry without a limit waits on.
+    assert [e["status"] for e in expired] == ["EXPIRED", "WAITING", "EXPIRED"]
+    assert expired[0]["reason"] == "Waited longer than max_wait_time_minutes"
+    assert expired[2]["reason"] == "Not claimed within the claim time-out"
+
+
+async def test_a_failed_download_fails_its_entries_with_suggestions(
+    hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    hub.faults.add(Status(403), server="cdn", repo="acme/wanted", times=None)
+    settings = make_settings(
+        hf_endpoint=hub.endpoint, downloads={"max_retries": 0}, retry_base_delay_seconds=0.01
+    )
+    async with run_app(settings, entries=ENTRIES) as app:
+        await manage(app, "start", "other")
+        await app.services.downloads.run_until_idle()
+        queued = await enqueue(app)
+        await app.services.downloads.run_until_idle()
+        await app.services.queue.on_download_change("wanted")
+        failed = await entry(app, queued["queue_id"])
+        claim = await app.client.post(f"{Q}/{queued['queue_id']}/claim", json={})
+    assert failed["status"] == "FAILED"
+    assert failed["reason"].startswith("The download of wanted failed")
+    assert failed["suggestions"][0]["suggested_model"] == "other"
+    assert failed["suggestions"][0]["availability_status"] == "AVAILABLE"
+    assert claim.status_code == 409
+
+
+async def test_a_waited_for_model_is_protected_from_cleanup(
+    hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    hub.faults.add(Throttle(bytes_per_second=300_000), repo="acme/wanted", times=None)
+    async with run_app(make_settings(hf_endpoint=hub.endpoint), entries=ENTRIES) as app:
+        queued = await enqueue(app)
+        await progress_until(app, lambda p: p["progress_percent"] > 5, "wanted")
+        await manage(app, "pause")
+        await manage(app, "cancel")  # the entry still waits (a later start serves it)
+        cleanup = await app.client.post(
+            f"{V}/models/cleanup",
+            json={"cleanup_type": "manual", "models_to_remove": ["wanted"], "dry_run": True},
+        )
+        waiting = await entry(app, queued["queue_id"])
+    decisions = {d["model_id"]: d for d in cleanup.json()["decisions"]}
+    assert waiting["status"] == "WAITING"
+    if decisions["wanted"]["outcome"] != "absent":  # a cancel may leave nothing on disk
+        assert decisions["wanted"]["reason"] == "Waited for by the wait queue"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"model_id": "wanted"},
+        {"model_id": "wanted", "request": {}},
+        {"model_id": "wanted", "request": {"prompt": 5}},
+        {"model_id": "wanted", "request": {"prompt": "x"}, "priority": "asap"},
+        {"model_id": "wanted", "request": {"prompt": "x"}, "max_wait_time_minutes": 0},
+        {"model_id": "wanted", "request": {"prompt": "x"}, "max_wait_time_minutes": "5"},
+        {"model_id": "../x", "request": {"prompt": "x"}},
+    ],
+)
+async def test_bad_queue_requests_are_422(
+    make_settings: SettingsFactory, body: dict[str, Any]
+) -> None:
+    async with run_app(make_settings(), entries=ENTRIES, resolve=False) as app:
+        answer = await app.client.post(Q, json=body)
+    assert answer.status_code == 422, answer.text
+
+
+async def test_unknown_entries_and_models(make_settings: SettingsFactory) -> None:
+    async with run_app(make_settings(), entries=ENTRIES, resolve=False) as app:
+        missing = await app.client.get(f"{Q}/queue_0123456789abcdef")
+        malformed = await app.client.get(f"{Q}/nope")
+        claim = await app.client.post(f"{Q}/queue_0123456789abcdef/claim", json={})
+        unknown = await app.client.post(Q, json={"model_id": "nobody", "request": {"prompt": "x"}})
+    assert (missing.status_code, missing.json()["error"]["code"]) == (
+        404,
+        "QUEUE_ENTRY_NOT_FOUND",
+    )
+    assert malformed.status_code == 422
+    assert claim.status_code == 404
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "MODEL_NOT_FOUND")
