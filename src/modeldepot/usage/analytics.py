@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
@@ -221,11 +221,7 @@ async def daily_totals(
             started=int(started),
             seconds=float(seconds),
             timed=int(timed),
-            last=None
-            if last is None
-            else last.replace(tzinfo=UTC).astimezone(UTC)
-            if last.tzinfo is None
-            else last,
+            last=last,  # aware UTC: max() keeps the column's UtcDateTime type
         )
         for model_id, day, completed, failed, started, seconds, timed, last in rows
     ]
@@ -301,10 +297,3 @@ def _summary(models: list[ModelAnalytics]) -> AnalyticsSummary:
         most_used_model=used[0].model_id if used else None,
         least_used_model=least.model_id if least else None,
     )
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive UTC times; PostgreSQL aware ones."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)

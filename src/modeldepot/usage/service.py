@@ -155,7 +155,7 @@ class UsageService:
             for model_id, uses, last in totals:
                 usage = self._model(model_id)
                 usage.total_uses = int(uses or 0)
-                usage.last_used = None if last is None else _utc(last)
+                usage.last_used = last  # aware UTC (UtcDateTime)
             days = await session.execute(
                 select(
                     UsageHourRow.model_id,
@@ -178,7 +178,7 @@ class UsageService:
                 .order_by(UsageRow.at, UsageRow.seq)
             )
             for model_id, kind, at, client in states:
-                self._model(model_id).see(UsageEventType(kind), _utc(at), client)
+                self._model(model_id).see(UsageEventType(kind), at, client)
 
     async def prune(self, retention_days: int) -> int:
         """Delete the raw events older than ``retention_days``; return how many. The
@@ -351,10 +351,6 @@ class UsageService:
 
     def _model(self, model_id: str) -> _ModelUsage:
         return self._usage.setdefault(model_id, _ModelUsage())
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _hourly(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
