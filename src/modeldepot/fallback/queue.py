@@ -156,7 +156,7 @@ class WaitQueue:
             query = query.where(QueueRow.status == status.value)
         async with self._sessions() as session:
             rows = list((await session.scalars(query)).all())
-        return [await self._describe(row) for row in rows]
+        return await self._describe_all(rows)
 
     async def claim(self, queue_id: str, *, worker: str | None = None) -> QueueEntry:
         """Take a READY entry to run it: exactly one caller succeeds.
@@ -230,7 +230,9 @@ class WaitQueue:
             await asyncio.sleep(TICK_SECONDS)
 
     async def _advance(self, model_id: str) -> None:
-        status = await self._availability.recompute(model_id)
+        # The status as availability keeps it (a download's transitions re-judge the
+        # model before this listener runs; the watch loop sees outside changes).
+        status = await self._availability.status(model_id)
         if status.is_available:
             await self._turn_ready(model_id)
             return
@@ -326,35 +328,23 @@ class WaitQueue:
             )
 
     async def _describe(self, row: QueueRow) -> QueueEntry:
-        status = QueueStatus(row.status)
-        position = wait = start = None
-        if status is QueueStatus.READY:
-            wait, start = 0.0, row.ready_at
-        elif status is QueueStatus.WAITING:
-            waiting = await self._open_rows(row.model_id, QueueStatus.WAITING)
+        (entry,) = await self._describe_all([row])
+        return entry
+
+    async def _describe_all(self, rows: list[QueueRow]) -> list[QueueEntry]:
+        """Entries with positions and estimates: one look at each waited-for model's
+        queue and status, however many of its entries are listed."""
+        positions: dict[str, int] = {}
+        etas: dict[str, float | None] = {}
+        for model_id in {r.model_id for r in rows if r.status == QueueStatus.WAITING.value}:
+            waiting = await self._open_rows(model_id, QueueStatus.WAITING)
             waiting.sort(key=lambda r: (Priority(r.priority).rank, r.seq))
-            position = 1 + [r.queue_id for r in waiting].index(row.queue_id)
-            eta = (await self._availability.status(row.model_id)).estimated_download_time
-            if eta is not None:
-                wait = round(eta / 60, 2)
-                start = self._clock() + timedelta(seconds=eta)
-        return QueueEntry(
-            queue_id=row.queue_id,
-            model_id=row.model_id,
-            status=status,
-            priority=Priority(row.priority),
-            request=GenerationRequest.model_validate(row.request),
-            position=position,
-            estimated_wait_time_minutes=wait,
-            estimated_start_time=start,
-            created_at=row.created_at,
-            wait_until=row.wait_until,
-            ready_at=row.ready_at,
-            claim_until=row.claim_until,
-            ended_at=row.ended_at,
-            reason=row.reason,
-            suggestions=row.suggestions,
-        )
+            positions |= {r.queue_id: n for n, r in enumerate(waiting, start=1)}
+            etas[model_id] = (await self._availability.status(model_id)).estimated_download_time
+        now = self._clock()
+        return [
+            _entry(row, positions.get(row.queue_id), etas.get(row.model_id), now) for row in rows
+        ]
 
     def _publish(self, row: QueueRow) -> None:
         self._bus.publish(
@@ -365,3 +355,30 @@ class WaitQueue:
                 reason=row.reason,
             )
         )
+
+
+def _entry(row: QueueRow, position: int | None, eta: float | None, now: datetime) -> QueueEntry:
+    status = QueueStatus(row.status)
+    wait: float | None = None
+    start: datetime | None = None
+    if status is QueueStatus.READY:
+        wait, start = 0.0, row.ready_at
+    elif status is QueueStatus.WAITING and eta is not None:
+        wait, start = round(eta / 60, 2), now + timedelta(seconds=eta)
+    return QueueEntry(
+        queue_id=row.queue_id,
+        model_id=row.model_id,
+        status=status,
+        priority=Priority(row.priority),
+        request=GenerationRequest.model_validate(row.request),
+        position=position if status is QueueStatus.WAITING else None,
+        estimated_wait_time_minutes=wait,
+        estimated_start_time=start,
+        created_at=row.created_at,
+        wait_until=row.wait_until,
+        ready_at=row.ready_at,
+        claim_until=row.claim_until,
+        ended_at=row.ended_at,
+        reason=row.reason,
+        suggestions=row.suggestions,
+    )
