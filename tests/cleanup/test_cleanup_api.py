@@ -175,6 +175,21 @@ async def test_bad_cleanup_requests_are_422_and_remove_nothing(
     assert answer.json()["error"]["code"] in ("VALIDATION_ERROR", "INVALID_MODEL_ID")
 
 
+async def test_cleanup_records_are_kept_90_days(make_settings: SettingsFactory) -> None:
+    body = {"cleanup_type": "auto", "dry_run": True}
+    async with run_app(make_settings(), entries=entries(), resolve=False) as app:
+        old = (await app.client.post(f"{V}/models/cleanup", json=body)).json()["cleanup_id"]
+        kept = await app.client.get(f"{V}/models/cleanup/{old}")
+        later = datetime.now(UTC) + timedelta(days=91)
+        app.services.cleanup._clock = lambda: later
+        new = (await app.client.post(f"{V}/models/cleanup", json=body)).json()["cleanup_id"]
+        gone = await app.client.get(f"{V}/models/cleanup/{old}")
+        present = await app.client.get(f"{V}/models/cleanup/{new}")
+    assert kept.status_code == 200
+    assert gone.status_code == 404
+    assert present.status_code == 200
+
+
 async def test_unknown_models_and_cleanup_ids(make_settings: SettingsFactory) -> None:
     async with run_app(make_settings(), entries=entries(), resolve=False) as app:
         unknown = await app.client.post(

@@ -147,11 +147,17 @@ async def test_entries_expire_with_a_reason(hub: LocalHub, make_settings: Settin
         queue._clock = lambda: datetime.now(UTC) + timedelta(minutes=31)
         await queue.tick()
         expired = [await entry(app, q["queue_id"]) for q in (impatient, patient, ready_now)]
+        queue._clock = lambda: datetime.now(UTC) + timedelta(days=8)
+        await queue.tick()
+        forgotten = await app.client.get(f"{Q}/{impatient['queue_id']}")
+        still_waiting = await entry(app, patient["queue_id"])
     assert unclaimed["status"] == "READY"
     # "wanted" is still downloading: the entry without a limit waits on.
     assert [e["status"] for e in expired] == ["EXPIRED", "WAITING", "EXPIRED"]
     assert expired[0]["reason"] == "Waited longer than max_wait_time_minutes"
     assert expired[2]["reason"] == "Not claimed within the claim time-out"
+    assert forgotten.status_code == 404  # ended more than 7 days ago
+    assert still_waiting["status"] == "WAITING"  # open entries are never forgotten
 
 
 async def test_a_failed_download_fails_its_entries_with_suggestions(

@@ -347,3 +347,21 @@ def test_a_client_cannot_pick_its_address_with_x_forwarded_for(
         ]
 
     assert statuses == [200, 200, 429, 429, 429]
+
+
+async def test_queuing_a_request_counts_as_a_download_action(
+    make_settings: SettingsFactory,
+) -> None:
+    """``POST /models/fallback/queue`` may start a download: it spends the downloads
+    budget, so queuing cannot get round the download limit."""
+    async with limited_app(make_settings, downloads_per_minute=2) as app:
+        first = await download_action(app.client)
+        queued = await app.client.post(
+            f"{V}/models/fallback/queue",
+            json={"model_id": "nope", "request": {"prompt": "x"}},
+        )
+        refused = await download_action(app.client)
+    assert limit_headers(first)[:2] == (2, 1)
+    assert queued.status_code == 404  # unknown model, but counted
+    assert limit_headers(queued)[:2] == (2, 0)
+    assert_rate_limited(refused, 2)

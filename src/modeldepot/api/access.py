@@ -90,7 +90,7 @@ POLICIES: dict[tuple[str, str], Policy] = {
     ("DELETE", f"{_V}/models/pins/{{model_id}}"): USER,
     ("POST", f"{_V}/models/cleanup"): ADMIN,
     ("POST", f"{_V}/models/fallback/suggest"): READ,  # a question: changes nothing
-    ("POST", f"{_V}/models/fallback/queue"): USER,
+    ("POST", f"{_V}/models/fallback/queue"): DOWNLOAD,  # it may start a download
     ("POST", f"{_V}/models/fallback/queue/{{queue_id}}/claim"): USER,
     ("DELETE", f"{_V}/models/fallback/queue/{{queue_id}}"): USER,
     ("POST", f"{_V}/models/health/{{model_id}}/repair"): ADMIN,

@@ -20,7 +20,8 @@ The quota evicts through :meth:`CleanupService.evict` (``cleanup/quota.py``); pi
 A removal holds the model's download desk (no download can start meanwhile) and its
 repository's lock, checks the protections again under them, plans from what is on disk
 then, and removes through the hub cache (``store/removal.py``). A dry run makes the same
-plans and removes nothing. Each cleanup is recorded (``cleanups``) under its id.
+plans and removes nothing. Each cleanup is recorded (``cleanups``) under its id, for 90
+days.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
@@ -68,6 +70,7 @@ logger = logging.getLogger(__name__)
 
 FREQUENT_USES_PER_DAY = 1.0
 SUGGESTION_UNUSED_DAYS = 30
+KEEP_RECORDS = timedelta(days=90)
 Protection = Callable[[str], str | None]
 """``protection(model_id)``: why the model must stay, or None."""
 
@@ -434,6 +437,8 @@ class CleanupService:
             unmanaged_repositories=sorted(getattr(r, "repo_id", str(r)) for r in unmanaged),
         )
         async with self._sessions.begin() as session:
+            # Records are kept KEEP_RECORDS long: a dry-run loop cannot grow the table.
+            await session.execute(delete(CleanupRow).where(CleanupRow.at < started - KEEP_RECORDS))
             session.add(
                 CleanupRow(
                     cleanup_id=result.cleanup_id,

@@ -9,7 +9,8 @@ of two concurrent claims one wins, the other gets 409). An entry ends ``CLAIMED`
 ``CANCELLED``, ``EXPIRED`` (waited past ``max_wait_time_minutes``, or READY and not claimed
 within ``queue_claim_timeout_minutes``) or ``FAILED`` (its model's download failed; the
 entry carries fallback suggestions). Entries live in the database: a restart loses
-nothing, and on start-up entries whose model is available turn READY.
+nothing, and on start-up entries whose model is available turn READY. Ended entries are
+kept ``KEEP_ENDED`` (7 days), then forgotten.
 
 Transitions are checked when a download of the model changes state, and every
 :data:`TICK_SECONDS` (expiry, and models made available another way: a repair, a
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
@@ -49,6 +50,7 @@ from modeldepot.fallback.queue_tables import QueueRow
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 10.0
+KEEP_ENDED = timedelta(days=7)
 Suggest = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
 
@@ -200,10 +202,13 @@ class WaitQueue:
             await self._advance(model_id)
 
     async def tick(self) -> None:
-        """Expire what is due and turn READY the entries whose model is in."""
+        """Expire what is due, turn READY the entries whose model is in, and forget
+        entries ended more than ``KEEP_ENDED`` ago."""
         for model_id in sorted(self._waiting_models):
             await self._advance(model_id)
         now = self._clock()
+        async with self._sessions.begin() as session:
+            await session.execute(delete(QueueRow).where(QueueRow.ended_at < now - KEEP_ENDED))
         async with self._sessions() as session:
             due = list(
                 (
