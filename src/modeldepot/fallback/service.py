@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import anyio.to_thread
+
 from modeldepot.availability.schemas import ModelStatus
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.schemas import CatalogEntry
@@ -62,7 +64,7 @@ class FallbackService:
     async def suggest(self, request: SuggestRequest) -> SuggestResponse:
         requested = self._catalog.entries.get(request.requested_model)
         statuses = await self._availability.all_statuses()
-        gpus = self._gpus()
+        gpus = await anyio.to_thread.run_sync(self._gpus)  # NVML calls block
         suggestions, ruled_out = self._rank(request, requested, statuses, gpus)
         status = statuses.get(requested.id) if requested else None
         strategy = await self._strategy(request, requested, status, suggestions, ruled_out)
