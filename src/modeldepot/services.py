@@ -386,6 +386,8 @@ def _start_background(services: Services) -> None:
             "usage-retention",
             lambda: services.usage.run_retention_loop(settings.usage_retention_days),
         ),
+        ("storage-quota", services.quota.run_check_loop),
+        ("wait-queue", services.queue.run_loop),
     ]
     for name, loop in loops:
         services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))
