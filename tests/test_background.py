@@ -29,6 +29,7 @@ EXPECTED_TASKS = {
     "usage-retention",
     "storage-quota",
     "wait-queue",
+    "queue-callbacks",
 }
 
 

@@ -40,6 +40,7 @@ from modeldepot.downloads.ledger import Ledger
 from modeldepot.downloads.service import DownloadService
 from modeldepot.errors import ConfigError
 from modeldepot.events import EventBus
+from modeldepot.fallback.callbacks import CallbackSender
 from modeldepot.fallback.queue import WaitQueue
 from modeldepot.fallback.schemas import SuggestRequest
 from modeldepot.fallback.service import FallbackService
@@ -297,9 +298,12 @@ async def _build(
         availability=availability,
         bus=bus,
         download_speed=lambda: measured_download_speed(sessions, now=datetime.now(UTC)),
+        enabled=lambda: config.current.features.intelligent_fallback,
     )
 
-    async def alternatives(model_id: str) -> list[dict[str, Any]]:
+    async def alternatives(model_id: str) -> list[dict[str, Any]] | None:
+        if not fallback.enabled():
+            return None
         answer = await fallback.suggest(SuggestRequest(requested_model=model_id))
         return [s.model_dump(mode="json") for s in answer.suggestions[:3]]
 
@@ -335,6 +339,10 @@ async def _build(
             sessions=sessions,
             claim_timeout=timedelta(minutes=settings.queue_claim_timeout_minutes),
             suggest=alternatives,
+            enabled=lambda: config.current.features.intelligent_fallback,
+            callbacks=CallbackSender(
+                client=http, policy=downloads.source_policy, sessions=sessions
+            ),
         ),
     )
     _wire(services)
@@ -388,6 +396,7 @@ def _start_background(services: Services) -> None:
         ),
         ("storage-quota", services.quota.run_check_loop),
         ("wait-queue", services.queue.run_loop),
+        ("queue-callbacks", services.queue.callbacks.run_loop),
     ]
     for name, loop in loops:
         services.tasks.append(asyncio.create_task(_supervised(name, loop), name=name))

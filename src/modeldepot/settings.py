@@ -112,8 +112,7 @@ class DownloadsConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    """Switches of features that exist; the seed's ``intelligent_fallback`` is offered
-    once its feature is (see ``modeldepot.config``)."""
+    """The seed's feature switches, all live."""
 
     enhanced_downloads: bool = Field(
         default=True,
@@ -123,6 +122,14 @@ class FeaturesConfig(_Section):
     )
     health_monitoring: bool = Field(
         default=True, description="Scheduled health checks of every available model"
+    )
+    intelligent_fallback: bool = Field(
+        default=True,
+        description="Fallback suggestions and new wait-queue entries; off: POST "
+        "/models/fallback/suggest and POST /models/fallback/queue answer 409 "
+        "FEATURE_DISABLED and no fallback_suggestion is sent (entries already queued keep "
+        "their course: READY, claim, cancel, expiry, callbacks; a FAILED one carries no "
+        "suggestions)",
     )
     usage_analytics: bool = Field(
         default=True,
@@ -259,8 +266,9 @@ class Settings(BaseSettings):
     demo: bool = False
     allowed_source_hosts: list[str] = Field(
         default_factory=list,
-        description="Hosts downloads may reach even though they resolve to loopback or "
-        "private addresses (the hub endpoint's host is always allowed)",
+        description="Hosts downloads and wait-queue callbacks may reach even though they "
+        "resolve to loopback or private addresses (the hub endpoint's host is always "
+        "allowed)",
     )
     min_segment_mb: float = Field(
         default=8,

@@ -27,10 +27,10 @@ async def test_current_config_has_the_seed_shape(make_settings: SettingsFactory)
     assert {"max_concurrent_downloads", "max_retries", "bandwidth_limit_mbps"} <= set(
         body["downloads"]
     )
-    # intelligent_fallback is offered once its feature exists.
     assert body["features"] == {
         "enhanced_downloads": True,
         "health_monitoring": True,
+        "intelligent_fallback": True,
         "usage_analytics": True,
     }
     assert body["downloads"]["max_concurrent_downloads"] == 3

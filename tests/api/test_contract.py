@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -334,32 +333,20 @@ async def test_health_monitoring_switch_applies_live(
     ]
 
 
-@pytest.mark.parametrize("name", ["intelligent_fallback"])
-async def test_switches_without_a_feature_are_not_offered(
-    name: str, make_settings: SettingsFactory
-) -> None:
-    settings = make_settings()
-    async with run_app(settings, resolve=False) as app:
+async def test_every_seed_feature_switch_is_offered(make_settings: SettingsFactory) -> None:
+    async with run_app(make_settings(), resolve=False) as app:
         current = (await app.client.get("/api/v1/config/current")).json()
-        response = await app.client.put("/api/v1/config/update", json={"features": {name: True}})
         document = (await app.client.get("/openapi.json")).json()
-    assert name not in current["features"]
-    assert response.status_code == 422, response.text
-    error = response.json()["error"]
-    assert error["code"] == "VALIDATION_ERROR"
-    assert error["details"]["errors"] == [
-        {"field": f"features.{name}", "message": error["details"]["errors"][0]["message"]}
-    ]
-    assert "not available yet" in error["details"]["errors"][0]["message"]
-    assert f"features.{name}" in error["message"]
-    assert not settings.runtime_config_path.exists()
-    features = document["components"]["schemas"]["FeaturesConfig"]["properties"]
-    assert name not in features
+    seed = ["enhanced_downloads", "health_monitoring", "intelligent_fallback", "usage_analytics"]
+    assert list(current["features"]) == seed
+    assert list(document["components"]["schemas"]["FeaturesConfig"]["properties"]) == seed
 
 
-async def test_a_saved_file_with_those_switches_loads_without_them(
-    make_settings: SettingsFactory, caplog: pytest.LogCaptureFixture
+async def test_a_saved_file_of_an_earlier_version_keeps_its_switches(
+    make_settings: SettingsFactory,
 ) -> None:
+    """Earlier versions saved ``intelligent_fallback`` before it was offered (and dropped it
+    at start-up); now the saved value is the one in effect."""
     settings = make_settings()
     settings.data_dir.mkdir(parents=True)
     saved = {
@@ -367,24 +354,21 @@ async def test_a_saved_file_with_those_switches_loads_without_them(
         "overrides": {
             "features": {
                 "enhanced_downloads": False,
-                "intelligent_fallback": True,
-                "usage_analytics": False,  # offered since issue 11: kept
+                "intelligent_fallback": False,
+                "usage_analytics": False,
             },
             "downloads": {"max_retries": 7},
         },
     }
     settings.runtime_config_path.write_text(json.dumps(saved))
-    with caplog.at_level(logging.INFO, logger="modeldepot.config"):
-        async with run_app(settings, resolve=False) as app:
-            current = (await app.client.get("/api/v1/config/current")).json()
+    async with run_app(settings, resolve=False) as app:
+        current = (await app.client.get("/api/v1/config/current")).json()
     assert current["set_aside"] is None
     assert current["features"] == {
         "enhanced_downloads": False,
         "health_monitoring": True,
+        "intelligent_fallback": False,
         "usage_analytics": False,
     }
     assert current["downloads"]["max_retries"] == 7
-    assert settings.runtime_config_path.exists()
     assert list(settings.data_dir.glob("runtime-config.rejected-*")) == []
-    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert any("features.intelligent_fallback" in line for line in infos), infos

@@ -219,8 +219,8 @@ def probes() -> list[Probe]:
 
 
 def analytics_and_cleanup_probes() -> list[Probe]:
-    off = {"features": {"usage_analytics": False}}
-    on = {"features": {"usage_analytics": True}}
+    off = {"features": {"usage_analytics": False, "intelligent_fallback": False}}
+    on = {"features": {"usage_analytics": True, "intelligent_fallback": True}}
     loaded = {"events": [{"event_id": "u9", "model_id": "tiny", "type": "model_loaded"}]}
     return [
         ("GET", ANALYTICS, ANALYTICS, None),
@@ -242,6 +242,8 @@ def analytics_and_cleanup_probes() -> list[Probe]:
         *queue_probes(),
         ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, off),
         ("POST", USAGE, USAGE, loaded),  # 409 FEATURE_DISABLED
+        ("POST", SUGGEST, SUGGEST, {"requested_model": "fresh"}),  # 409 FEATURE_DISABLED
+        ("POST", QUEUE, QUEUE, {"model_id": "tiny", "request": {"prompt": "x"}}),  # 409
         ("PUT", CONFIG_UPDATE, CONFIG_UPDATE, on),
     ]
 

@@ -182,6 +182,50 @@ async def test_a_failed_download_fails_its_entries_with_suggestions(
     assert claim.status_code == 409
 
 
+async def test_switched_off_new_requests_are_refused_and_queued_ones_go_on(
+    hub: LocalHub, make_settings: SettingsFactory
+) -> None:
+    """``features.intelligent_fallback`` off: no suggestions, no new entries, no
+    ``fallback_suggestion``; entries already queued keep their course (FAILED without
+    suggestions); on again, everything is back."""
+    hub.faults.add(Status(403), server="cdn", repo="acme/wanted", times=None)
+    settings = make_settings(
+        hf_endpoint=hub.endpoint, downloads={"max_retries": 0}, retry_base_delay_seconds=0.01
+    )
+    ask = {"requested_model": "wanted"}
+    async with run_app(settings, entries=ENTRIES) as app:
+        await manage(app, "start", "other")
+        await app.services.downloads.run_until_idle()
+        queued = await enqueue(app)
+        off = await app.client.put(
+            f"{V}/config/update", json={"features": {"intelligent_fallback": False}}
+        )
+        events = app.services.bus.subscribe()
+        suggest_off = await app.client.post(f"{V}/models/fallback/suggest", json=ask)
+        queue_off = await app.client.post(Q, json={"model_id": "other", "request": {"prompt": "x"}})
+        await app.services.downloads.run_until_idle()
+        await app.services.queue.on_download_change("wanted")
+        failed = await entry(app, queued["queue_id"])
+        announced = []
+        while events.pending:
+            announced.append((await events.get()).type)
+        await app.client.put(
+            f"{V}/config/update", json={"features": {"intelligent_fallback": True}}
+        )
+        suggest_on = await app.client.post(f"{V}/models/fallback/suggest", json=ask)
+    assert off.status_code == 200, off.text
+    for refused in (suggest_off, queue_off):
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "FEATURE_DISABLED"
+        assert "intelligent_fallback" in refused.json()["error"]["message"]
+    assert failed["status"] == "FAILED"
+    assert failed["suggestions"] is None
+    assert "fallback_suggestion" not in announced
+    assert "queue_entry_change" in announced  # the queued entry went on
+    assert suggest_on.status_code == 200
+    assert suggest_on.json()["suggestions"][0]["suggested_model"] == "other"
+
+
 async def test_a_waited_for_model_is_protected_from_cleanup(
     hub: LocalHub, make_settings: SettingsFactory
 ) -> None:

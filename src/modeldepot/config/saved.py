@@ -13,8 +13,7 @@ parse, fails the strict schema or a bound (an older version accepted ``1e300`` G
 names a models directory that is now a file, outside the allowed roots or not writable is
 *set aside*: renamed to ``runtime-config.rejected-<UTC time>.json`` beside it and
 reported with every reason, and the service starts on defaults, the TOML file and the
-environment. The feature switch that is not offered yet (``intelligent_fallback``), which earlier
-versions saved, is dropped with an info log instead.
+environment.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from modeldepot.config.directory import check_models_directory
-from modeldepot.config.schemas import UNAVAILABLE_FEATURES, SavedConfig, SetAside
+from modeldepot.config.schemas import SavedConfig, SetAside
 from modeldepot.errors import InvalidInput, StorageError
 from modeldepot.files import atomic_write_bytes
 from modeldepot.settings import validation_problems
@@ -61,7 +60,7 @@ def read_saved(path: Path, *, roots: Iterable[Path]) -> Saved:
     except OSError as exc:
         return Saved(problems=(f"cannot be read ({exc.strerror})",))
     try:
-        saved = SavedConfig.model_validate_json(_without_unavailable(raw, path), strict=True)
+        saved = SavedConfig.model_validate_json(raw, strict=True)
     except ValidationError as exc:
         return Saved(problems=tuple(describe_errors(exc, strip=("overrides",))))
     overrides = saved.overrides.model_dump(exclude_unset=True)
@@ -73,29 +72,6 @@ def read_saved(path: Path, *, roots: Iterable[Path]) -> Saved:
             return Saved(problems=(exc.message,))
         overrides["storage"]["models_directory"] = str(resolved)
     return Saved(overrides=overrides)
-
-
-def _without_unavailable(raw: bytes, path: Path) -> bytes:
-    """``raw`` without the feature switches that are not offered yet (an earlier version
-    saved them with every update); logged, never a reason to set the file aside."""
-    try:
-        data = json.loads(raw)
-        features = data["overrides"]["features"]
-    except (ValueError, TypeError, KeyError):
-        return raw  # not the expected shape: the validation that follows says why
-    dropped = [n for n in UNAVAILABLE_FEATURES if isinstance(features, dict) and n in features]
-    if not dropped:
-        return raw
-    for name in dropped:
-        del features[name]
-    if not features:
-        del data["overrides"]["features"]
-    logger.info(
-        "The saved runtime configuration %s names %s, not offered yet: ignored",
-        path,
-        ", ".join(f"features.{name}" for name in dropped),
-    )
-    return json.dumps(data).encode("utf-8")
 
 
 def set_aside(path: Path, problems: Iterable[str]) -> SetAside:

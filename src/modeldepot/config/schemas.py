@@ -7,10 +7,6 @@ every number against the range written in its description (``modeldepot.bounds``
 
 The saved overrides file has one shape too (:class:`SavedConfig`), and a file that no
 longer fits it is reported as a :class:`SetAside`.
-
-The seed's ``features.intelligent_fallback`` is not offered until its feature exists
-(:data:`UNAVAILABLE_FEATURES`): an update naming it is refused, and a saved file of an
-earlier version that holds it loads without it.
 """
 
 from __future__ import annotations
@@ -27,11 +23,6 @@ from modeldepot.settings import (
     RateLimitsConfig,
     StorageConfig,
 )
-
-UNAVAILABLE_FEATURES: dict[str, str] = {
-    "intelligent_fallback": "fallback suggestions and the wait queue",
-}
-"""Feature switches of the seed that are not offered yet, and the feature each awaits."""
 
 
 class StoragePublic(StorageConfig):

@@ -23,7 +23,6 @@ from pydantic import ValidationError
 from modeldepot.config.directory import check_models_directory
 from modeldepot.config.saved import read_saved, set_aside, write_saved
 from modeldepot.config.schemas import (
-    UNAVAILABLE_FEATURES,
     ConfigPublic,
     ConfigUpdate,
     ConfigUpdateResult,
@@ -122,7 +121,7 @@ class ConfigService:
         try:
             update = ConfigUpdate.model_validate(_integral_floats_as_ints(raw), strict=True)
         except ValidationError as exc:
-            errors = [_explain_unavailable(error) for error in _error_list(exc)]
+            errors = _error_list(exc)
             raise InvalidInput(
                 "Invalid configuration update: "
                 + "; ".join(
@@ -198,18 +197,6 @@ def _integral_floats_as_ints(value: Any) -> Any:
     if isinstance(value, list):
         return [_integral_floats_as_ints(item) for item in value]
     return value
-
-
-def _explain_unavailable(error: dict[str, str]) -> dict[str, str]:
-    """An unknown key that is a seed feature switch not offered yet says so."""
-    section, _, name = error["field"].partition(".")
-    if section == "features" and name in UNAVAILABLE_FEATURES:
-        return {
-            "field": error["field"],
-            "message": f"not available yet: this switch is offered once "
-            f"{UNAVAILABLE_FEATURES[name]} exists",
-        }
-    return error
 
 
 def _error_list(exc: ValidationError) -> list[dict[str, str]]:

@@ -344,6 +344,11 @@ class DownloadService:
     def job(self, model_id: str) -> Job | None:
         return self._ledger.latest(model_id)
 
+    @property
+    def source_policy(self) -> SourcePolicy:
+        """Which hosts this service may contact (also for the wait queue's callbacks)."""
+        return self._policy
+
     def is_active(self, model_id: str) -> bool:
         """Whether a download of ``model_id`` is queued, running, verifying or paused."""
         return self._ledger.active(model_id) is not None

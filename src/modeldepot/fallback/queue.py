@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modeldepot.availability.service import AvailabilityService
@@ -35,23 +35,32 @@ from modeldepot.catalog.service import CatalogService
 from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
 from modeldepot.downloads.service import DownloadService
 from modeldepot.downloads.state import DownloadStatus
-from modeldepot.errors import DownloadInProgress, QueueEntryNotFound, QueueEntryNotReady
+from modeldepot.errors import (
+    DownloadInProgress,
+    FeatureDisabled,
+    InvalidInput,
+    QueueEntryNotFound,
+    QueueEntryNotReady,
+    UpstreamUnavailable,
+)
 from modeldepot.events import EventBus, QueueEntryChange
+from modeldepot.fallback.callbacks import CallbackSender
 from modeldepot.fallback.queue_schemas import (
+    NOTIFIED,
     OPEN,
-    GenerationRequest,
+    CallbackStatus,
     QueueEntry,
     QueueRequest,
     QueueResponse,
     QueueStatus,
 )
-from modeldepot.fallback.queue_tables import QueueRow
+from modeldepot.fallback.queue_tables import QueueRow, to_entry
 
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 10.0
 KEEP_ENDED = timedelta(days=7)
-Suggest = Callable[[str], Awaitable[list[dict[str, Any]]]]
+Suggest = Callable[[str], Awaitable[list[dict[str, Any]] | None]]
 
 
 class WaitQueue:
@@ -65,9 +74,13 @@ class WaitQueue:
         sessions: async_sessionmaker[AsyncSession],
         claim_timeout: timedelta,
         suggest: Suggest,
+        callbacks: CallbackSender,
+        enabled: Callable[[], bool] = lambda: True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """``suggest(model_id)``: alternatives for a model whose download failed."""
+        """``suggest(model_id)``: alternatives for a model whose download failed (None when
+        suggestions are off); ``enabled()``: whether new entries are accepted
+        (``features.intelligent_fallback``)."""
         self._catalog = catalog
         self._availability = availability
         self._downloads = downloads
@@ -75,6 +88,8 @@ class WaitQueue:
         self._sessions = sessions
         self._claim_timeout = claim_timeout
         self._suggest = suggest
+        self.callbacks = callbacks
+        self._enabled = enabled
         self._clock = clock
         self._lock = asyncio.Lock()  # one transition sweep at a time
         self._seq = 0
@@ -96,9 +111,24 @@ class WaitQueue:
     # --- the seed's operation ----------------------------------------------------------
 
     async def enqueue(self, request: QueueRequest) -> QueueResponse:
-        """Raises ModelNotFound, InvalidModelId; InsufficientStorage and the other errors
-        of starting a download (nothing is queued then)."""
+        """Raises ModelNotFound, InvalidModelId; UnsafeSource, InvalidInput (a callback
+        URL refused or not resolving); InsufficientStorage and the other errors of starting
+        a download (nothing is queued then); FeatureDisabled while
+        ``features.intelligent_fallback`` is off."""
+        if not self._enabled():
+            raise FeatureDisabled(
+                "The wait queue takes no new entries while features.intelligent_fallback "
+                "is off (entries already queued keep their course)"
+            )
         entry = self._catalog.get(request.model_id)
+        if request.callback is not None:
+            try:
+                await self.callbacks.check(request.callback.url)
+            except UpstreamUnavailable as exc:
+                raise InvalidInput(
+                    f"The callback URL cannot be used: {exc.message}",
+                    details={"field": "callback.url"},
+                ) from exc
         status = await self._availability.status(entry.id)
         started = False
         if not status.is_available and not self._downloads.is_active(entry.id):
@@ -125,13 +155,20 @@ class WaitQueue:
                 else now + timedelta(minutes=request.max_wait_time_minutes),
                 ready_at=now if ready else None,
                 claim_until=now + self._claim_timeout if ready else None,
+                callback_url=None if request.callback is None else request.callback.url,
+                callback_secret=None if request.callback is None else request.callback.secret,
+                callback_attempts=0,
             )
+            if ready and request.callback is not None:
+                row.callback_status = CallbackStatus.PENDING.value
+                row.callback_next_at = now
             async with self._sessions.begin() as session:
                 session.add(row)
             if not ready:
                 self._waiting_models.add(entry.id)
         if ready:
             self._publish(row)
+            self.callbacks.wake()
         described = await self._describe(row)
         return QueueResponse(
             success=True,
@@ -273,11 +310,14 @@ class WaitQueue:
                             status=QueueStatus.READY.value,
                             ready_at=now,
                             claim_until=now + self._claim_timeout,
+                            **_notification(now),
                         )
                     )
             self._waiting_models.discard(model_id)
         for row in rows:
             self._publish(await self._row(row.queue_id))
+        if rows:
+            self.callbacks.wake()
 
     async def _end(
         self,
@@ -288,6 +328,7 @@ class WaitQueue:
         only: frozenset[QueueStatus],
         suggestions: list[dict[str, Any]] | None = None,
     ) -> QueueRow:
+        now = self._clock()
         async with self._sessions.begin() as session:
             result = await session.execute(
                 update(QueueRow)
@@ -298,8 +339,9 @@ class WaitQueue:
                 .values(
                     status=status.value,
                     reason=reason,
-                    ended_at=self._clock(),
+                    ended_at=now,
                     suggestions=suggestions,
+                    **(_notification(now) if status in NOTIFIED else {}),
                 )
             )
         row = await self._row(queue_id)
@@ -309,6 +351,8 @@ class WaitQueue:
                 details={"queue_id": queue_id, "status": row.status},
             )
         self._publish(row)
+        if status in NOTIFIED and row.callback_url is not None:
+            self.callbacks.wake()
         return row
 
     # --- reading -----------------------------------------------------------------------
@@ -348,7 +392,7 @@ class WaitQueue:
             etas[model_id] = (await self._availability.status(model_id)).estimated_download_time
         now = self._clock()
         return [
-            _entry(row, positions.get(row.queue_id), etas.get(row.model_id), now) for row in rows
+            to_entry(row, positions.get(row.queue_id), etas.get(row.model_id), now) for row in rows
         ]
 
     def _publish(self, row: QueueRow) -> None:
@@ -362,28 +406,13 @@ class WaitQueue:
         )
 
 
-def _entry(row: QueueRow, position: int | None, eta: float | None, now: datetime) -> QueueEntry:
-    status = QueueStatus(row.status)
-    wait: float | None = None
-    start: datetime | None = None
-    if status is QueueStatus.READY:
-        wait, start = 0.0, row.ready_at
-    elif status is QueueStatus.WAITING and eta is not None:
-        wait, start = round(eta / 60, 2), now + timedelta(seconds=eta)
-    return QueueEntry(
-        queue_id=row.queue_id,
-        model_id=row.model_id,
-        status=status,
-        priority=Priority(row.priority),
-        request=GenerationRequest.model_validate(row.request),
-        position=position if status is QueueStatus.WAITING else None,
-        estimated_wait_time_minutes=wait,
-        estimated_start_time=start,
-        created_at=row.created_at,
-        wait_until=row.wait_until,
-        ready_at=row.ready_at,
-        claim_until=row.claim_until,
-        ended_at=row.ended_at,
-        reason=row.reason,
-        suggestions=row.suggestions,
-    )
+def _notification(now: datetime) -> dict[str, Any]:
+    """Column values that start a new callback notification, for rows with a callback."""
+    has_callback = QueueRow.callback_url.is_not(None)
+    return {
+        "callback_status": case((has_callback, CallbackStatus.PENDING.value), else_=None),
+        "callback_attempts": 0,
+        "callback_next_at": now,  # read only while PENDING
+        "callback_error": None,
+        "callback_delivered_at": None,
+    }

@@ -25,6 +25,51 @@ class QueueStatus(StrEnum):
 
 
 OPEN = frozenset({QueueStatus.WAITING, QueueStatus.READY})
+NOTIFIED = frozenset({QueueStatus.READY, QueueStatus.EXPIRED, QueueStatus.FAILED})
+"""Changes a callback is told about (claims and cancels are the app's own doing)."""
+
+
+class CallbackStatus(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    DROPPED = "DROPPED"
+
+
+class Callback(BaseModel):
+    """Where to POST the entry when it turns READY, EXPIRED or FAILED (extension)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr = Field(
+        max_length=2048,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[\x21-\x7e]+$",
+        description="http(s) URL in ASCII (punycode for other names), checked by the "
+        "downloads' source policy (no private, loopback or link-local address unless it "
+        "is the hub's host or listed in allowed_source_hosts) when queued and before "
+        "every attempt",
+    )
+    secret: StrictStr | None = Field(
+        default=None,
+        min_length=16,
+        max_length=256,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Signs every notification: X-Modeldepot-Signature is sha256= and the "
+        "hex HMAC-SHA256 of the body with this key (never shown again)",
+    )
+
+
+class CallbackState(BaseModel):
+    url: str = Field(description="The callback URL, credentials removed")
+    status: CallbackStatus | None = Field(
+        description="Of the latest notification: PENDING (being tried), DELIVERED, FAILED "
+        "(attempts used up or refused), DROPPED (claimed or cancelled first); null "
+        "before any change to notify"
+    )
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    delivered_at: datetime | None
 
 
 class GenerationRequest(BaseModel):
@@ -50,6 +95,9 @@ class QueueRequest(BaseModel):
         le=10_080,
         description="Give up (EXPIRED) after this long waiting, above 0 to 10,080 (a week); "
         "null: wait as long as the download takes",
+    )
+    callback: Callback | None = Field(
+        default=None, description="Extension: notify this URL of READY, EXPIRED and FAILED"
     )
 
 
@@ -87,6 +135,7 @@ class QueueEntry(BaseModel):
     suggestions: list[dict[str, Any]] | None = Field(
         description="For a FAILED entry: alternatives to use instead (fallback suggestions)"
     )
+    callback: CallbackState | None = Field(description="The entry's callback, if it has one")
 
 
 class ClaimRequest(BaseModel):

@@ -15,6 +15,9 @@ The strategy, first that applies:
 
 Each suggestion for an unavailable requested model is also announced on the WebSocket as
 ``fallback_suggestion`` (the best one).
+
+``features.intelligent_fallback`` off: suggestions are refused (409 ``FEATURE_DISABLED``)
+and nothing is announced.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from modeldepot.availability.schemas import ModelStatus
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.schemas import CatalogEntry
 from modeldepot.catalog.service import CatalogService
+from modeldepot.errors import FeatureDisabled
 from modeldepot.events import EventBus, FallbackSuggestion
 from modeldepot.fallback import scoring
 from modeldepot.fallback.gpu import Gpu, detect_gpus
@@ -52,16 +56,24 @@ class FallbackService:
         availability: AvailabilityService,
         bus: EventBus,
         download_speed: Callable[[], Awaitable[float | None]],
+        enabled: Callable[[], bool] = lambda: True,
         gpus: Callable[[], list[Gpu] | None] = detect_gpus,
     ) -> None:
-        """``download_speed()``: bytes/s measured over recent downloads, or None."""
+        """``download_speed()``: bytes/s measured over recent downloads, or None;
+        ``enabled()``: whether ``features.intelligent_fallback`` is on."""
         self._catalog = catalog
         self._availability = availability
         self._bus = bus
         self._download_speed = download_speed
         self._gpus = gpus
+        self.enabled = enabled
 
     async def suggest(self, request: SuggestRequest) -> SuggestResponse:
+        """Raises FeatureDisabled: ``features.intelligent_fallback`` is off."""
+        if not self.enabled():
+            raise FeatureDisabled(
+                "Fallback suggestions are switched off (features.intelligent_fallback)"
+            )
         requested = self._catalog.entries.get(request.requested_model)
         statuses = await self._availability.all_statuses()
         gpus = await anyio.to_thread.run_sync(self._gpus)  # NVML calls block

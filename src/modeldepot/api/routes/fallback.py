@@ -26,12 +26,13 @@ from modeldepot.ids import MODEL_ID_PATTERN
 router = APIRouter(prefix=f"{API_PREFIX}/models/fallback", tags=["fallback"])
 
 
-@router.post("/suggest", response_model=SuggestResponse, responses=error_responses(400, 422))
+@router.post("/suggest", response_model=SuggestResponse, responses=error_responses(400, 409, 422))
 async def suggest(request: SuggestRequest, services: ServicesDep) -> SuggestResponse:
     """Catalogue models that can stand in for ``requested_model``, best first, with a
     strategy (use one now, queue and wait, download, relax the requirements). A model
     outside the catalogue is answered too (``requested_model_status`` null). Announced on
-    the WebSocket as ``fallback_suggestion`` while the requested model is not available."""
+    the WebSocket as ``fallback_suggestion`` while the requested model is not available.
+    409 ``FEATURE_DISABLED`` while ``features.intelligent_fallback`` is off."""
     return await services.fallback.suggest(request)
 
 
@@ -51,11 +52,16 @@ class QueuePage(BaseModel):
 
 
 @router.post(
-    "/queue", response_model=QueueResponse, responses=error_responses(400, 404, 422, 503, 507)
+    "/queue",
+    response_model=QueueResponse,
+    responses=error_responses(400, 404, 409, 422, 503, 507),
 )
 async def queue(request: QueueRequest, services: ServicesDep) -> QueueResponse:
     """Hold a generation request until its model is available (starting its download at
-    the entry's priority if none is running). READY at once if the model is available."""
+    the entry's priority if none is running). READY at once if the model is available.
+    An optional ``callback`` URL is POSTed the entry when it turns READY, EXPIRED or
+    FAILED (retried; checked by the downloads' SSRF policy: 422 ``UNSAFE_SOURCE``). 409
+    ``FEATURE_DISABLED`` while ``features.intelligent_fallback`` is off."""
     return await services.queue.enqueue(request)
 
 
