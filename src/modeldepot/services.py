@@ -373,6 +373,7 @@ def _wire(services: Services) -> None:
     config.on_change(services.quota.on_config_change)
     downloads.on_short_of_space(services.quota.make_room)
     downloads.on_status_change(services.queue.on_download_change)
+    availability.on_availability_change(services.queue.on_availability_change)
     services.cleanup.add_protection(services.queue.is_waited_for)
 
 

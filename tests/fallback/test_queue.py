@@ -7,6 +7,7 @@ protected from cleanup."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,14 @@ import pytest
 
 from modeldepot.events import QueueEntryChange
 from modeldepot.testing import LocalHub, Status, Throttle
-from tests.support import RunningApp, SettingsFactory, hub_entry, progress_until, run_app
+from tests.support import (
+    RunningApp,
+    SettingsFactory,
+    fill_cache_with_huggingface_hub,
+    hub_entry,
+    progress_until,
+    run_app,
+)
 
 V = "/api/v1"
 Q = f"{V}/models/fallback/queue"
@@ -224,6 +232,41 @@ async def test_switched_off_new_requests_are_refused_and_queued_ones_go_on(
     assert "queue_entry_change" in announced  # the queued entry went on
     assert suggest_on.status_code == 200
     assert suggest_on.json()["suggestions"][0]["suggested_model"] == "other"
+
+
+async def test_a_model_made_available_another_way_readies_its_entries_at_once(
+    hub: LocalHub, make_settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files copied in (here by huggingface_hub) make the model AVAILABLE without a
+    download of ours: the queue's loop is woken by the availability change (its periodic
+    tick is pushed an hour away, so only the wake can do it)."""
+    monkeypatch.setattr("modeldepot.fallback.queue.TICK_SECONDS", 3600.0)
+    hub.faults.add(Throttle(bytes_per_second=200_000), repo="acme/wanted", times=None)
+    settings = make_settings(hf_endpoint=hub.endpoint)
+    async with run_app(settings, entries=ENTRIES) as app:
+        queued = await enqueue(app)
+        await manage(app, "cancel")
+        await app.services.downloads.run_until_idle()
+        waiting = await entry(app, queued["queue_id"])
+        hub.faults.clear()
+        events = app.services.bus.subscribe()
+        loop = asyncio.create_task(app.services.queue.run_loop())
+        try:
+            await asyncio.to_thread(
+                fill_cache_with_huggingface_hub, hub, "acme/wanted", settings.models_dir
+            )
+            await app.services.availability.recompute("wanted")
+            async with asyncio.timeout(30):
+                async for event in events:
+                    if isinstance(event, QueueEntryChange) and event.status == "READY":
+                        break
+        finally:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+        ready = await entry(app, queued["queue_id"])
+    assert waiting["status"] == "WAITING"
+    assert ready["status"] == "READY"
 
 
 async def test_a_waited_for_model_is_protected_from_cleanup(

@@ -39,7 +39,7 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -132,6 +132,13 @@ class AvailabilityService:
         self._observing: SingleFlight[str, ModelStatus] = SingleFlight("status")
         self._batches: SingleFlight[None, None] = SingleFlight("statuses")
         self._contributors: list[StatusContributor] = []
+        self._change_listeners: list[Callable[[str, AvailabilityStatus], None]] = []
+
+    def on_availability_change(self, listener: Callable[[str, AvailabilityStatus], None]) -> None:
+        """Call ``listener(model_id, new_status)`` when a model's availability status
+        changes (as ``model_availability_change`` is announced). Synchronous and called in
+        the middle of a status update: a listener only takes note and wakes its worker."""
+        self._change_listeners.append(listener)
 
     def add_contributor(self, contributor: StatusContributor) -> None:
         self._contributors.append(contributor)
@@ -330,6 +337,8 @@ class AvailabilityService:
                     model_id=model_id, old_status=old, new_status=status.availability_status
                 )
             )
+            for listener in self._change_listeners:
+                listener(model_id, status.availability_status)
         return cached
 
     def _build_listing(self) -> Listing:

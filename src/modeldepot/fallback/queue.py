@@ -12,9 +12,9 @@ entry carries fallback suggestions). Entries live in the database: a restart los
 nothing, and on start-up entries whose model is available turn READY. Ended entries are
 kept ``KEEP_ENDED`` (7 days), then forgotten.
 
-Transitions are checked when a download of the model changes state, and every
-:data:`TICK_SECONDS` (expiry, and models made available another way: a repair, a
-rollback, files copied in).
+Transitions are checked when a download of the model changes state, when the model's
+availability changes (a repair, a rollback, files copied in: the queue's loop is woken),
+and every :data:`TICK_SECONDS` (expiry; and a backstop for everything else).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modeldepot.availability.schemas import AvailabilityStatus
 from modeldepot.availability.service import AvailabilityService
 from modeldepot.catalog.service import CatalogService
 from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
@@ -94,6 +95,8 @@ class WaitQueue:
         self._lock = asyncio.Lock()  # one transition sweep at a time
         self._seq = 0
         self._waiting_models: set[str] = set()
+        self._changed: set[str] = set()  # waited-for models whose availability changed
+        self._wake = asyncio.Event()
 
     async def load(self) -> None:
         async with self._sessions() as session:
@@ -266,10 +269,31 @@ class WaitQueue:
             with contextlib.suppress(QueueEntryNotReady):
                 await self._end(row.queue_id, QueueStatus.EXPIRED, why, only=OPEN)
 
+    def on_availability_change(self, model_id: str, status: AvailabilityStatus) -> None:
+        """Availability listener: a waited-for model that became available is looked at
+        by the loop at once."""
+        if status is AvailabilityStatus.AVAILABLE and model_id in self._waiting_models:
+            self._changed.add(model_id)
+            self._wake.set()
+
     async def run_loop(self) -> None:
+        """``tick`` every TICK_SECONDS; in between, advance the models whose
+        availability changed as soon as they do."""
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
         while True:
-            await self.tick()
-            await asyncio.sleep(TICK_SECONDS)
+            if loop.time() >= next_tick:
+                await self.tick()
+                next_tick = loop.time() + TICK_SECONDS
+            changed, self._changed = self._changed, set()
+            for model_id in sorted(changed):
+                await self._advance(model_id)
+            if self._changed:
+                continue
+            self._wake.clear()  # no await since _changed was read: no wake is lost
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_tick - loop.time())):
+                    await self._wake.wait()
 
     async def _advance(self, model_id: str) -> None:
         # The status as availability keeps it (a download's transitions re-judge the
