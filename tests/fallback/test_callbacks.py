@@ -19,24 +19,17 @@ from websockets.sync.client import connect
 
 from modeldepot.fallback.callbacks import Backoff, signature
 from modeldepot.testing import LocalHub, Throttle
+from tests.fallback.queue_support import ENTRIES, Q, entry, make_repos, manage
 from tests.fallback.receiver import receiver
 from tests.live_server import live_server
-from tests.support import RunningApp, SettingsFactory, hub_entry, run_app
+from tests.support import RunningApp, SettingsFactory, run_app
 
-V = "/api/v1"
-Q = f"{V}/models/fallback/queue"
 SECRET = "s3cret-s3cret-s3cret"
-ENTRIES = (
-    hub_entry("wanted", "acme/wanted", capabilities=["text-to-video"]),
-    hub_entry("other", "acme/other", capabilities=["text-to-video"]),
-)
 
 
 @pytest.fixture
 def hub(local_hub: LocalHub) -> LocalHub:
-    local_hub.create_repo("acme/wanted", {"model.ckpt": os.urandom(1_000_000)})
-    local_hub.create_repo("acme/other", {"model.ckpt": os.urandom(100_000)})
-    return local_hub
+    return make_repos(local_hub)
 
 
 async def enqueue(app: RunningApp, url: str, **fields: Any) -> dict[str, Any]:
@@ -51,18 +44,8 @@ async def enqueue(app: RunningApp, url: str, **fields: Any) -> dict[str, Any]:
     return result
 
 
-async def entry(app: RunningApp, queue_id: str) -> dict[str, Any]:
-    answer = await app.client.get(f"{Q}/{queue_id}")
-    assert answer.status_code == 200, answer.text
-    result: dict[str, Any] = answer.json()
-    return result
-
-
 async def install_other(app: RunningApp) -> None:
-    answer = await app.client.post(
-        f"{V}/models/download/manage", json={"model_id": "other", "action": "start"}
-    )
-    assert answer.status_code == 200, answer.text
+    await manage(app, "start", "other")
     await app.services.downloads.run_until_idle()
 
 

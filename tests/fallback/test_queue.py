@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,28 +15,19 @@ import pytest
 
 from modeldepot.events import QueueEntryChange
 from modeldepot.testing import LocalHub, Status, Throttle
+from tests.fallback.queue_support import ENTRIES, Q, V, entry, make_repos, manage
 from tests.support import (
     RunningApp,
     SettingsFactory,
     fill_cache_with_huggingface_hub,
-    hub_entry,
     progress_until,
     run_app,
-)
-
-V = "/api/v1"
-Q = f"{V}/models/fallback/queue"
-ENTRIES = (
-    hub_entry("wanted", "acme/wanted", capabilities=["text-to-video"]),
-    hub_entry("other", "acme/other", capabilities=["text-to-video"]),
 )
 
 
 @pytest.fixture
 def hub(local_hub: LocalHub) -> LocalHub:
-    local_hub.create_repo("acme/wanted", {"model.ckpt": os.urandom(2_000_000)})
-    local_hub.create_repo("acme/other", {"model.ckpt": os.urandom(200_000)})
-    return local_hub
+    return make_repos(local_hub)
 
 
 async def enqueue(app: RunningApp, **fields: Any) -> dict[str, Any]:
@@ -46,20 +36,6 @@ async def enqueue(app: RunningApp, **fields: Any) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     result: dict[str, Any] = answer.json()
     return result
-
-
-async def entry(app: RunningApp, queue_id: str) -> dict[str, Any]:
-    answer = await app.client.get(f"{Q}/{queue_id}")
-    assert answer.status_code == 200, answer.text
-    result: dict[str, Any] = answer.json()
-    return result
-
-
-async def manage(app: RunningApp, action: str, model_id: str = "wanted") -> None:
-    answer = await app.client.post(
-        f"{V}/models/download/manage", json={"model_id": model_id, "action": action}
-    )
-    assert answer.status_code == 200, answer.text
 
 
 async def test_entries_wait_move_up_turn_ready_in_order_and_are_claimed_once(
