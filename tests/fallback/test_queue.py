@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -94,6 +95,47 @@ async def test_entries_wait_move_up_turn_ready_in_order_and_are_claimed_once(
         urgent["queue_id"]: "READY",
     }
     assert listed["pagination"]["total"] == 3
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_random_bursts_of_claims_and_cancels_end_each_entry_exactly_once(
+    seed: int, hub: LocalHub, make_settings: SettingsFactory, database: dict[str, Any]
+) -> None:
+    rng = random.Random(seed)
+    settings = make_settings(hf_endpoint=hub.endpoint, **database)
+    async with run_app(settings, entries=ENTRIES) as app:
+        await manage(app, "start", "other")
+        await app.services.downloads.run_until_idle()
+        ids = [(await enqueue(app, model_id="other"))["queue_id"] for _ in range(8)]
+        events = app.services.bus.subscribe()
+        actions = [
+            (queue_id, rng.choice(["claim", "cancel"]))
+            for queue_id in ids
+            for _ in range(rng.randint(2, 5))
+        ]
+        rng.shuffle(actions)
+
+        async def act(queue_id: str, action: str) -> tuple[str, str, int]:
+            if action == "claim":
+                answer = await app.client.post(f"{Q}/{queue_id}/claim", json={})
+            else:
+                answer = await app.client.delete(f"{Q}/{queue_id}")
+            return queue_id, action, answer.status_code
+
+        results = await asyncio.gather(*(act(q, a) for q, a in actions))
+        final = {queue_id: (await entry(app, queue_id))["status"] for queue_id in ids}
+        ended: dict[str, list[str]] = {queue_id: [] for queue_id in ids}
+        while events.pending:
+            event = await events.get()
+            if isinstance(event, QueueEntryChange):
+                ended[event.queue_id].append(event.status)
+    for queue_id in ids:
+        mine = [(action, code) for q, action, code in results if q == queue_id]
+        winners = [action for action, code in mine if code == 200]
+        assert len(winners) == 1, mine  # one wins, whatever the mix
+        assert sorted(code for _, code in mine) == [200] + [409] * (len(mine) - 1)
+        assert final[queue_id] == {"claim": "CLAIMED", "cancel": "CANCELLED"}[winners[0]]
+        assert ended[queue_id] == [final[queue_id]]  # announced once
 
 
 async def test_a_restart_mid_wait_loses_nothing(
