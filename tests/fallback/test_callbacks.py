@@ -224,6 +224,9 @@ async def test_expired_and_failed_entries_are_notified_claims_are_not(
         ("ftp://example.com/hook", "VALIDATION_ERROR"),
         ("http://exa mple.com/hook", "VALIDATION_ERROR"),
         ("http://example.com/" + "a" * 2048, "VALIDATION_ERROR"),
+        ("HTTP://host:tBn3Z4KA1}uzF81/", "VALIDATION_ERROR"),  # found by schemathesis
+        ("http://host:99999/", "VALIDATION_ERROR"),
+        ("http://:80/", "VALIDATION_ERROR"),
     ],
 )
 async def test_callback_urls_go_through_the_source_policy(

@@ -107,13 +107,20 @@ class SourcePolicy:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UnsafeSource(f"Refusing source URL scheme '{parts.scheme}'", details={"url": url})
+        try:
+            port = parts.port
+        except ValueError as exc:  # not a number, or out of range
+            raise UnsafeSource(
+                f"Refusing a source URL with a malformed port: {exc}",
+                details={"url": safe_url(url)},
+            ) from exc
         host = parts.hostname.lower()
         if self.trusted(host):
             return None
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            return host, parts.port or 443
+            return host, port or 443
         _refuse_internal(host, [(0, 0, 0, "", (str(address), 0))])
         return None
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from modeldepot.bounds import StrictFloat
 from modeldepot.downloads.schemas import Priority
@@ -57,6 +58,18 @@ class Callback(BaseModel):
         description="Signs every notification: X-Modeldepot-Signature is sha256= and the "
         "hex HMAC-SHA256 of the body with this key (never shown again)",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _parsable(cls, url: str) -> str:
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not 0-65535
+        except ValueError as exc:
+            raise ValueError(f"the port is not a number from 0 to 65535: {exc}") from exc
+        if not parts.hostname:
+            raise ValueError("the URL names no host")
+        return url
 
 
 class CallbackState(BaseModel):
