@@ -44,7 +44,9 @@ from typing import Any, ClassVar
 import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.h11_impl import STATUS_PHRASES, H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from modeldepot.api.envelope import ErrorBody, ErrorEnvelope
 from modeldepot.settings import Settings
@@ -81,7 +83,7 @@ def uvicorn_config(
         log_config=log_config,
         log_level=log_level,
         http=header_timeout_protocol(header_timeout),
-        ws="websockets-sansio",
+        ws=RefusalAwareWebSocketProtocol,
         ws_max_size=WS_MAX_MESSAGE_BYTES,
         ws_ping_interval=WS_PING_INTERVAL_S,
         ws_ping_timeout=WS_PING_TIMEOUT_S,
@@ -219,3 +221,21 @@ def _envelope(status: int, code: str, message: str) -> bytes:
         request_id=f"req_{secrets.token_hex(8)}",
     )
     return ErrorEnvelope(error=error).model_dump_json().encode()
+
+
+class RefusalAwareWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, without its false alarm on a refused handshake.
+
+    A handshake the guards refuse is answered with an HTTP response (the ASGI
+    ``websocket.http.response`` extension); uvicorn 0.54 sends it but never marks the
+    handshake as dealt with, then logs "ASGI callable returned without completing
+    handshake." at ERROR for every refused Origin, Host, key or rate limit. Once the
+    refusal's last body chunk is sent, the handshake is complete: nothing else changes.
+    """
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get(
+            "more_body", False
+        ):
+            self.handshake_complete = True
