@@ -81,8 +81,11 @@ def live_server(
     include_builtin: bool = False,
     send_buffer_bytes: int | None = None,
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+    port: int = 0,
 ) -> Iterator[LiveServer]:
-    """Serve ``create_app(settings, extra_entries=entries)`` until the block ends.
+    """Serve ``create_app(settings, extra_entries=entries)`` until the block ends, on
+    ``port`` of 127.0.0.1 (0: a free one; a given port lets a new server take the place
+    of one that stopped, as a service restart looks to a client).
 
     ``send_buffer_bytes`` caps the kernel's send buffer of every connection (inherited
     from the listening socket), so a client that stops reading blocks the server after
@@ -93,7 +96,7 @@ def live_server(
         RuntimeError: the server did not start (its error chained) or did not stop in time.
     """
     app = create_app(settings, extra_entries=tuple(entries), include_builtin=include_builtin)
-    sock = _listening_socket(send_buffer_bytes)
+    sock = _listening_socket(send_buffer_bytes, port)
     host, port = sock.getsockname()[:2]
     # The configuration ``serve`` runs, with two changes for tests: a bounded shutdown,
     # and no WebSocket pings (a test's deliberately stuck client would not answer them).
@@ -171,12 +174,12 @@ def _wait_healthy(url: str, runner: _Runner) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-def _listening_socket(send_buffer_bytes: int | None) -> socket.socket:
+def _listening_socket(send_buffer_bytes: int | None, port: int = 0) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if send_buffer_bytes is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer_bytes)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.listen(128)
     sock.setblocking(False)
     return sock

@@ -205,7 +205,7 @@ class StorageReadOnly(StorageError):
 
 
 class ServiceUnreachable(DepotError):
-    """The command line was told to use a service (``--url``) that does not answer."""
+    """The command line or the SDK got no answer from the service it was told to use."""
 
     code = "SERVICE_UNREACHABLE"
     status = 503
