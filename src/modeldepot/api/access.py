@@ -179,6 +179,12 @@ def _limit(config: RateLimitsConfig, bucket: Bucket) -> int:
     }[bucket]
 
 
+def is_public(method: str, path: str) -> bool:
+    """The dashboard's own files: they hold no data (the page must load before it can ask
+    for a key); every API call the page then makes is checked as usual."""
+    return method in READ_METHODS and (path == "/" or path.startswith("/dashboard/"))
+
+
 class AccessControl:
     def __init__(self, app: ASGIApp, *, auth_required: bool) -> None:
         self.app = app
@@ -186,7 +192,9 @@ class AccessControl:
         self._limits = RateLimits()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or (
+            scope["type"] == "http" and is_public(scope["method"], scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         services: Services = scope["app"].state.services

@@ -32,6 +32,7 @@ from modeldepot.api.routes import (
     access,
     cleanup,
     config,
+    dashboard,
     downloads,
     fallback,
     health,
@@ -113,6 +114,7 @@ def create_app(
         usage.router,
         fallback.router,
         ws.router,
+        dashboard.router,
     ):
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -233,6 +233,8 @@ class AvailabilityService:
         if self._oldest is None:
             if len(self._statuses) < len(self._catalog.entries):
                 return -math.inf
+            if not self._statuses:
+                return math.inf  # an empty catalogue: nothing to observe (not cached)
             self._oldest = min(c.observed_at for c in self._statuses.values())
         return self._oldest
 
