@@ -333,7 +333,7 @@ def test_the_keys_commands_manage_keys_a_running_service_sees(
         assert "admin" in listed.output
         assert secret_of(key) not in listed.output
         taken = runner.invoke(cli, ["keys", "create", "laptop"])
-        assert taken.exit_code == 1
+        assert taken.exit_code == 10  # a conflict
         assert "KEY_EXISTS" in taken.output
         audit = client.get(f"{V}/audit", headers=bearer(key)).json()["data"]
         assert [(e["action"], e["target"]) for e in audit] == [("keys create", "laptop")]

@@ -3,7 +3,35 @@
 Exit codes come from one table over the error tree (``EXIT_CODES``, first match wins).
 A failure is a ``Problem``, a code and a message, whatever it came from: an exception
 raised in this process, the error envelope of a running service, or a FAILED download's
-``error_code``; all three map through the same table by their code.
+``error_code``; all three map through the same table by their code. The codes are stable
+(``tests/cli/test_exit_codes.py`` pins the code of every error class):
+
+====  ==================================  ==================================================
+exit  meaning                             error codes (class in ``modeldepot.errors``)
+====  ==================================  ==================================================
+0     success
+1     any other failure                   ``INTEGRITY_ERROR``, ``CHECKSUM_MISMATCH``,
+                                          ``UNSAFE_SOURCE``, ``RATE_LIMITED``,
+                                          ``INTERNAL_ERROR``, ...
+2     the command line or a value is      ``VALIDATION_ERROR``, ``INVALID_MODEL_ID``,
+      invalid (also typer's usage errors) ``INVALID_CHECK_ID``, ... (``InvalidInput``)
+3     not found                           ``MODEL_NOT_FOUND``, ``DOWNLOAD_NOT_FOUND``,
+                                          ``CHECK_NOT_FOUND``, ... (``NotFound``)
+4     the configuration is unusable       ``CONFIG_ERROR``, ``CATALOG_ERROR``
+5     storage                             ``STORAGE_ERROR``, ``INSUFFICIENT_STORAGE``,
+                                          ``DISK_FULL``, ``STORAGE_READ_ONLY``
+6     the hub (upstream)                  ``UPSTREAM_*``, ``REDIRECT_ERROR``,
+                                          ``TRANSFER_INTERRUPTED`` (``UpstreamError``)
+7     another process holds the data      ``ALREADY_RUNNING``
+8     no service answers                  ``SERVICE_UNREACHABLE``
+9     refused: no or a wrong API key, or  ``UNAUTHORIZED``, ``FORBIDDEN``
+      a role that does not allow it
+10    a state refuses the action now      409 conflicts: ``CONFLICT``, ``DOWNLOAD_IN_PROGRESS``,
+      (409)                               ``MODEL_NOT_INSTALLED``, ``REVISION_UNAVAILABLE``,
+                                          ``FEATURE_DISABLED``, ``QUEUE_ENTRY_NOT_READY``,
+                                          ``KEY_EXISTS``, ... (``Conflict``)
+130   interrupted (Ctrl-C)
+====  ==================================  ==================================================
 """
 
 from __future__ import annotations
@@ -18,6 +46,7 @@ from rich.text import Text
 from modeldepot.errors import (
     AlreadyRunning,
     ConfigError,
+    Conflict,
     DepotError,
     Forbidden,
     InvalidInput,
@@ -38,6 +67,7 @@ EXIT_CODES: tuple[tuple[type[DepotError], int], ...] = (
     (ServiceUnreachable, 8),
     (Unauthorized, 9),
     (Forbidden, 9),
+    (Conflict, 10),  # a state that refuses the action now (409): often "wait and retry"
     (DepotError, 1),
 )
 INTERRUPTED = 130  # the shell's convention for SIGINT

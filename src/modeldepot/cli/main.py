@@ -1,15 +1,19 @@
 """The ``modeldepot`` command line: a typer shell over the same services as the API.
 
 ``serve`` runs the service; ``pull`` and ``ls`` talk to it when it is running (see
-``cli/remote.py``) and otherwise build the service graph in-process. Errors from the one
-exception tree are printed as one line and mapped to exit codes through ``EXIT_CODES``
-(``cli/exits.py``); nothing else is caught.
+``cli/remote.py``) and otherwise build the service graph in-process; ``keys`` writes the
+database directly. Every other command (``status``, ``pause``, ``check``, ``storage``,
+``cleanup``, ``queue``, ``config``, ...) is a call of the SDK on the running service and
+needs one (``cli/service.py``). Errors from the one exception tree are printed as one
+line and mapped to exit codes through ``EXIT_CODES`` (``cli/exits.py``, which documents
+them); nothing else is caught.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -21,12 +25,17 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from modeldepot.availability.schemas import ModelStatus
+from modeldepot.availability.schemas import DetailedStatusResponse, ModelStatus
+from modeldepot.availability.service import summarize
 from modeldepot.catalog.schemas import CatalogEntry
+from modeldepot.cli import commands, health, revisions, storage, usage
+from modeldepot.cli.configuration import audit, config_app
 from modeldepot.cli.exits import EXIT_CODES, INTERRUPTED, CommandFailed, Problem, fail
 from modeldepot.cli.keys import keys_app
+from modeldepot.cli.options import ConfigOption, JsonOption, ModelArgument
 from modeldepot.cli.progress import PullDisplay
 from modeldepot.cli.pull import Outcome, pull_in_process, pull_through_service
+from modeldepot.cli.queue import queue_app
 from modeldepot.cli.remote import RemoteService, find_service, service_url
 from modeldepot.downloads.schemas import DownloadAction, ManageRequest, Priority
 from modeldepot.errors import DepotError, InvalidInput
@@ -43,10 +52,7 @@ err_console = Console(stderr=True)
 
 __all__ = ["EXIT_CODES", "app", "main"]
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="TOML settings file", exists=False)
-]
-UrlOption = Annotated[
+InProcessUrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
@@ -137,7 +143,7 @@ def _run(
 
 @app.command()
 def pull(
-    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Catalogue model id")],
+    model_id: ModelArgument,
     priority: Annotated[Priority, typer.Option(help="Queue priority")] = Priority.normal,
     max_retries: Annotated[
         int | None, typer.Option(min=0, max=100, help="Retries (default: the setting)")
@@ -149,7 +155,7 @@ def pull(
         bool, typer.Option("--json", help="No bars; print one JSON line at the end")
     ] = False,
     config: ConfigOption = None,
-    url: UrlOption = None,
+    url: InProcessUrlOption = None,
 ) -> None:
     """Download a model (verified) and wait until it is available.
 
@@ -205,19 +211,28 @@ def _run_pull(
 
 
 @app.command("ls")
-def list_models(config: ConfigOption = None, url: UrlOption = None) -> None:
-    """List catalogue models and their availability (from the running service if any)."""
+def list_models(
+    as_json: JsonOption = False, config: ConfigOption = None, url: InProcessUrlOption = None
+) -> None:
+    """List catalogue models and their availability (from the running service if any).
+
+    --json: every model's status and the summary, as the API's /models/status/detailed
+    answers them (all models in one object, no pagination), in-process too.
+    """
     settings = _settings(config)
     base_url = _find_service(settings, url)
     try:
         with _quiet_logs():
-            statuses = asyncio.run(_statuses(settings, base_url))
+            detailed = asyncio.run(_statuses(settings, base_url))
     except DepotError as exc:
         raise _fail(exc) from exc
     except CommandFailed as exc:
         raise fail(exc.problem, console=err_console) from exc
+    if as_json:
+        typer.echo(json.dumps(detailed.model_dump(mode="json")))
+        return
     table = Table("model", "status", "size (MB)", "progress", "version", "note")
-    for status in statuses:
+    for status in detailed.models.values():
         table.add_row(
             status.model_id,
             status.availability_status,
@@ -267,14 +282,30 @@ def _find_service(settings: Settings, url: str | None) -> str | None:
     return base_url
 
 
-async def _statuses(settings: Settings, base_url: str | None) -> list[ModelStatus]:
-    """Every model's status: all pages of the service's listing, or unpaged in-process."""
+async def _statuses(settings: Settings, base_url: str | None) -> DetailedStatusResponse:
+    """Every model's status and the summary: all pages of the service's listing, or
+    unpaged in-process."""
     if base_url is not None:
         async with RemoteService.connect(base_url) as service:
-            return await service.detailed_status()
+            statuses = await service.detailed_status()
+        return DetailedStatusResponse(
+            models={status.model_id: status for status in statuses},
+            summary=summarize(statuses),  # of every page, as the service summarises
+        )
     async with open_services(settings, background=False) as services:
         await services.catalog.refresh_all()
-        return list((await services.availability.all_statuses()).values())
+        return await services.availability.detailed()
+
+
+# After serve, pull and ls (the order of `modeldepot --help`): the commands over the API.
+commands.register(app)
+health.register(app)
+revisions.register(app)
+storage.register(app)
+usage.register(app)
+app.command()(audit)
+app.add_typer(queue_app, name="queue")
+app.add_typer(config_app, name="config")
 
 
 def main() -> None:  # pragma: no cover - console entry
