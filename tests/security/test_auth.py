@@ -345,6 +345,14 @@ def test_the_keys_commands_manage_keys_a_running_service_sees(
         assert missing.exit_code == 3
         bad_role = runner.invoke(cli, ["keys", "create", "x", "--role", "root"])
         assert bad_role.exit_code == 2
+        # --json: one document on stdout, nothing else.
+        made = runner.invoke(cli, ["keys", "create", "script", "--role", "read", "--json"])
+        document = json.loads(made.stdout)
+        assert (document["name"], document["role"]) == ("script", "read")
+        assert client.get("/healthz", headers=bearer(document["key"])).status_code == 200
+        gone = json.loads(runner.invoke(cli, ["keys", "revoke", "script", "--json"]).stdout)
+        assert gone == {"name": "script", "revoked": True}
+        assert client.get("/healthz", headers=bearer(document["key"])).status_code == 401
 
 
 def test_the_cli_uses_the_key_from_the_environment(

@@ -4,7 +4,8 @@ These commands write the database directly (the service need not run, and the fi
 key can only be made this way); each is one short transaction, safe beside a running
 service, which sees a new or revoked key at its next request. Every change is written to
 the audit log as ``cli:<user>``. ``create`` prints the key once, as its last line of
-output, so a script can take it with ``tail -n 1``.
+output, so a script can take it with ``tail -n 1``; with ``--json`` each command prints one
+JSON document and nothing else on stdout.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def create(
     ] = Role.user,
     config: ConfigOption = None,
     demo: DemoOption = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='{"name", "role", "key"}: the key shown this once')
+    ] = False,
 ) -> None:
     """Create a key and print it once (its last line of output is the key)."""
     try:
@@ -99,6 +103,9 @@ def create(
         return key
 
     key = _run(config, demo, work)
+    if as_json:
+        typer.echo(json.dumps({"name": name, "role": role.value, "key": key}))
+        return
     console.print(
         f"Created API key '{name}' with the role {role.value}. It is shown this once: "
         "store it now (clients send it as Authorization: Bearer <key>).",
@@ -150,6 +157,7 @@ def revoke(
     name: Annotated[str, typer.Argument(help="The key's name")],
     config: ConfigOption = None,
     demo: DemoOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help='{"name", "revoked": true}')] = False,
 ) -> None:
     """Revoke a key: the service refuses it from its next request on (an open WebSocket
     within seconds)."""
@@ -161,4 +169,7 @@ def revoke(
         )
 
     _run(config, demo, work)
+    if as_json:
+        typer.echo(json.dumps({"name": name, "revoked": True}))
+        return
     console.print(f"Revoked API key '{name}'.", markup=False, highlight=False)
