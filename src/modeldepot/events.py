@@ -164,6 +164,17 @@ class DownloadProgress(Event):
 PROGRESS_HZ = 4
 
 
+WIRE_EVENTS: tuple[type[Event], ...] = (
+    ModelAvailabilityChange,
+    DownloadProgress,
+    ModelHealthAlert,
+    FallbackSuggestion,
+    QueueEntryChange,
+)
+"""Every event the WebSocket sends, by its class: the one list the route and the SDK read
+(a subclass defined elsewhere, a test's say, is never mistaken for one)."""
+
+
 class Subscription:
     """One subscriber's bounded buffer; iterate it to receive events.
 

@@ -134,11 +134,15 @@ BY_DESIGN: list[Exemption] = [
             "positive_data_acceptance",
             answer,
             "a callback URL whose host is internal (private, loopback, link-local) or does "
-            "not resolve is refused by the downloads' SSRF policy: a fact of the network no "
-            "schema can state, refused with the documented 422 (the field's description "
-            "says so)",
+            "not resolve is refused by the downloads' SSRF policy (a fact of the network no "
+            "schema can state), and one whose port is not a number from 0 to 65535 by the "
+            "URL syntax a pattern cannot spell out: refused with the documented 422",
         )
-        for answer in ('"code":"UNSAFE_SOURCE"', '"field":"callback.url"')
+        for answer in (
+            '"code":"UNSAFE_SOURCE"',
+            '"field":"callback.url"',
+            '"field":"body.callback.url"',
+        )
     ),
 ]
 """Refusals of schema-valid data that are right, and stay."""

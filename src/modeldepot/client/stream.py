@@ -43,7 +43,7 @@ from websockets.sync.client import connect as connect_sync
 
 from modeldepot.client.errors import UnexpectedResponse, error_from_answer
 from modeldepot.errors import DepotError, InvalidInput, ServiceUnreachable, Unauthorized
-from modeldepot.events import Event
+from modeldepot.events import WIRE_EVENTS, Event
 from modeldepot.usage.reporter import Backoff
 
 logger = logging.getLogger(__name__)
@@ -58,15 +58,9 @@ _TRANSIENT = (OSError, InvalidHandshake, ConnectionClosed)
 """What connecting again may cure (refused, reset, timed out, a 502 from a proxy)."""
 
 
-def _event_classes(root: type[Event] = Event) -> Iterator[type[Event]]:
-    for cls in root.__subclasses__():
-        yield cls
-        yield from _event_classes(cls)
-
-
 def event_types() -> dict[str, type[Event]]:
     """Each event class of the service by the ``type`` it is sent with."""
-    return {str(cls.model_fields["type"].default): cls for cls in _event_classes()}
+    return {str(cls.model_fields["type"].default): cls for cls in WIRE_EVENTS}
 
 
 class Marker(Enum):

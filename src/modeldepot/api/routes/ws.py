@@ -48,15 +48,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from modeldepot.api.access import PRINCIPAL_SCOPE_KEY
 from modeldepot.errors import InvalidInput
-from modeldepot.events import (
-    DownloadProgress,
-    Event,
-    FallbackSuggestion,
-    ModelAvailabilityChange,
-    ModelHealthAlert,
-    QueueEntryChange,
-    Subscription,
-)
+from modeldepot.events import WIRE_EVENTS, Event, Subscription
 from modeldepot.ids import ModelId
 from modeldepot.services import Services
 
@@ -69,16 +61,7 @@ closed (1008 "API key revoked") within this."""
 MAX_COMMAND_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 8  # a valid command has 2
 MAX_MODEL_IDS = 1000
-EVENT_TYPES: tuple[str, ...] = tuple(
-    str(cls.model_fields["type"].default)
-    for cls in (
-        ModelAvailabilityChange,
-        DownloadProgress,
-        ModelHealthAlert,
-        FallbackSuggestion,
-        QueueEntryChange,
-    )
-)
+EVENT_TYPES: tuple[str, ...] = tuple(str(cls.model_fields["type"].default) for cls in WIRE_EVENTS)
 USAGE = 'expected {"action": "subscribe"|"unsubscribe", "model_ids": [...], "types": [...]}'
 
 
