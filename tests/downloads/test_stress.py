@@ -1,4 +1,5 @@
-"""Randomised bursts of concurrent control actions (RELIABILITY.md 40), a few seeds.
+"""Randomised bursts of concurrent control actions (RELIABILITY.md 40), one seed per
+database in the suite (the busiest of the first ones: it keeps the 20-minute budget).
 
 The scenario and its invariants are in ``tests/downloads/stress.py``; ``bench/stress.py``
 runs the same trial over many seeds and reports how many held.
@@ -18,7 +19,7 @@ from tests.downloads.stress import publish_models, run_trial
 Fast = Callable[..., Settings]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 async def test_bursts_of_concurrent_actions_leave_a_consistent_state(
     seed: int, local_hub: LocalHub, fast_settings: Fast, database: dict[str, Any]
 ) -> None:
