@@ -10,6 +10,7 @@ every Tab: it never raises and never prints; whatever fails, it offers what it h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -52,10 +53,9 @@ def model_ids(*, config: Path | None, url: str | None) -> set[str]:
         settings = None
     target = url or os.environ.get(URL_ENV) or (service_url(settings) if settings else None)
     if target:
-        try:
+        # No service answering there falls through to the catalogue this machine loads.
+        with contextlib.suppress(DepotError, ValueError):
             return _service_ids(target)
-        except (DepotError, ValueError):
-            pass  # no service answers there: the catalogue this machine would load
     if settings is None:
         return set()
     try:

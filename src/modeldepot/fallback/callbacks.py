@@ -174,11 +174,12 @@ class CallbackSender:
     async def _send(self, row: QueueRow) -> None:
         assert row.callback_url is not None
         attempt = row.callback_attempts + 1
+        now = self._clock()
         body = json.dumps(
             {
                 "type": "queue_entry_change",
-                "timestamp": self._clock().isoformat(),
-                "data": to_entry(row, None, None, self._clock()).model_dump(mode="json"),
+                "timestamp": now.isoformat(),
+                "data": to_entry(row, None, None, now).model_dump(mode="json"),
             }
         ).encode()
         headers = {
