@@ -214,8 +214,13 @@ def test_the_configuration_form_shows_refusals_beside_their_fields(
 
     with serving(local_hub, make_settings, {"epsilon": 1000}) as server:
         load(page, server, "config")
+        # The view's first fetches (the schema, the configuration, the catch-up after the
+        # live stream connects) all answered: a form rendered again later would drop the
+        # value typed into the one it replaced (seen once in CI).
+        page.wait_for_load_state("networkidle")
         field = page.get_by_label("Max concurrent downloads")
         field.fill("0")
+        expect(field).to_have_value("0")
         page.get_by_role("button", name="Save changes").click()
         error = page.locator("#config-downloads-max_concurrent_downloads-error")
         expect(error).to_have_text("Input should be greater than or equal to 1")
